@@ -1,0 +1,70 @@
+"""Flower ClientApp for a hospital site.
+
+Each handler unpacks the message, calls :mod:`medgan_core.site`, and packs the reply.
+A reply carries exactly one ArrayRecord (the GAN weights) and one MetricRecord of
+scalars with the same keys at every site; nothing else leaves the site.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.common.constant import ErrorCode
+
+from medgan_core.config import RunConfig
+from medgan_core.errors import ConfigError
+from medgan_core.site import SiteConfig, evaluate_round, train_round
+from privacy.ledger import PrivacyBudgetExceeded
+
+logger = logging.getLogger(__name__)
+
+app = ClientApp()
+
+
+def site_for(context: Context, run: RunConfig) -> SiteConfig:
+    """A deployed SuperNode names its site file in ``--node-config site-config=...``;
+    a simulated node is a partition of the bundled data."""
+    if "site-config" in context.node_config:
+        return SiteConfig.from_toml(str(context.node_config["site-config"]))
+    return SiteConfig.for_simulation(run, int(context.node_config["partition-id"]))
+
+
+def _weights(msg: Message) -> dict:
+    return msg.content["arrays"].to_torch_state_dict()
+
+
+def _refuse(msg: Message, site_id: str, error: Exception) -> Message:
+    reason = f"{site_id} refused: {type(error).__name__}: {error}"
+    logger.error(reason)
+    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    torch.set_num_threads(1)  # one core per simulated site; sites run side by side
+    run = RunConfig.from_mapping(context.run_config)
+    site = site_for(context, run)
+    try:
+        state, metrics = train_round(
+            site=site, run=run, run_id=str(context.run_id),
+            server_round=int(msg.content["config"]["server-round"]), weights=_weights(msg),
+        )
+    except (PrivacyBudgetExceeded, ConfigError) as error:
+        return _refuse(msg, site.site_id, error)
+    content = RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    torch.set_num_threads(1)
+    run = RunConfig.from_mapping(context.run_config)
+    site = site_for(context, run)
+    try:
+        metrics = evaluate_round(site=site, run=run, weights=_weights(msg))
+    except ConfigError as error:
+        return _refuse(msg, site.site_id, error)
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -1,0 +1,1 @@
+"""Readers for each modality and the per-run data report."""

@@ -1,0 +1,260 @@
+"""What a hospital site does in one federated round, independent of Flower.
+
+The Flower ClientApp only unpacks a message, calls :func:`train_round` or
+:func:`evaluate_round`, and packs the reply. Everything a site decides for itself lives
+here: its data, its privacy ledger and budget, and its limits on local work.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medgan_core.config import RunConfig
+from medgan_core.data.ecg import EcgConfig, load_ecg_records
+from medgan_core.data.report import DataReport
+from medgan_core.errors import ConfigError
+from medgan_core.models.registry import GanPair, create_gan
+from medgan_core.models.state import gan_state, load_gan_state
+from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
+from privacy.accounting import noise_multiplier_for_target
+from privacy.ledger import PrivacyBudgetExceeded, PrivacyLedger
+
+__all__ = [
+    "SiteConfig",
+    "SiteData",
+    "build_gan",
+    "evaluate_round",
+    "load_site_data",
+    "train_round",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """A site's own settings; the coordinator's run config cannot override them.
+
+    Attributes:
+        site_id: Name used in logs and the ledger.
+        modality: "ecg" or "xray".
+        data_paths: ECG record paths (without extension) or one image directory.
+        ledger_path: Where the privacy ledger lives; it must survive restarts.
+        target_epsilon, target_delta: The site's total budget over every run.
+        max_local_steps: Upper bound on local steps per round, whatever is requested.
+        allow_non_private: Whether a run may train without DP (simulated controls only).
+    """
+
+    site_id: str
+    modality: str
+    data_paths: tuple[str, ...]
+    ledger_path: Path
+    target_epsilon: float
+    target_delta: float
+    max_local_steps: int = 1000
+    allow_non_private: bool = False
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "SiteConfig":
+        """Read a site config file (see README, "Hospital IT").
+
+        Raises:
+            ConfigError: naming the file and the missing or bad key.
+        """
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read site config ({exc})") from exc
+        base = path.parent
+        try:
+            site, data, budget = raw["site"], raw["data"], raw["privacy"]
+            modality = data["modality"]
+            if modality == "ecg":
+                root = base / data["dir"]
+                records = data.get("records")
+                paths = tuple(str(root / r) for r in records) if records else tuple(
+                    str(p.with_suffix("")) for p in sorted(root.rglob("*.hea")))
+            else:
+                paths = (str(base / data["dir"]),)
+            return cls(
+                site_id=str(site["id"]), modality=modality, data_paths=paths,
+                ledger_path=base / budget["ledger"], target_epsilon=float(budget["target-epsilon"]),
+                target_delta=float(budget["target-delta"]),
+                max_local_steps=int(raw.get("limits", {}).get("max-local-steps", 1000)),
+                allow_non_private=bool(raw.get("limits", {}).get("allow-non-private", False)),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{path}: missing key {exc}; see the README's site config example") from exc
+
+    @classmethod
+    def for_simulation(cls, run: RunConfig, partition_id: int) -> "SiteConfig":
+        """The simulated site ``partition_id``: its patients and a ledger in the run dir."""
+        groups = run.site_record_groups()
+        if not 0 <= partition_id < len(groups):
+            raise ConfigError(
+                f"partition {partition_id} has no records: site-records defines {len(groups)} sites; "
+                "use as many simulated nodes as site groups"
+            )
+        return cls(
+            site_id=f"site-{partition_id}", modality=run.modality,
+            data_paths=tuple(str(p) for p in run.record_paths(groups[partition_id])),
+            ledger_path=Path(run.run_dir) / "sites" / f"site-{partition_id}" / "privacy_ledger.json",
+            target_epsilon=run.target_epsilon, target_delta=run.target_delta,
+            allow_non_private=True,
+        )
+
+
+@dataclass(frozen=True)
+class SiteData:
+    samples: torch.Tensor  # (N, 1, L) or (N, 1, H, W), model units
+    labels: torch.Tensor  # (N,)
+    class_names: tuple[str, ...]
+    report: DataReport
+
+
+@functools.lru_cache(maxsize=8)
+def load_site_data(modality: str, data_paths: tuple[str, ...], image_size: int = 64) -> SiteData:
+    """Read and cache a site's data; a bad record is skipped and reported, never fatal."""
+    if modality == "ecg":
+        beats, report = load_ecg_records(list(data_paths), EcgConfig())
+        samples = torch.from_numpy(beats.beats).unsqueeze(1)
+        return SiteData(samples, torch.from_numpy(beats.labels), beats.class_names, report)
+    if modality == "xray":
+        from medgan_core.data.xray import load_xray_dataset
+
+        images, labels, _patients, report = load_xray_dataset(data_paths[0], size=image_size)
+        samples = torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1)  # [0,1] -> [-1,1]
+        return SiteData(samples, torch.from_numpy(np.asarray(labels)).long(), ("NORMAL", "PNEUMONIA"), report)
+    raise ConfigError(f"unknown modality {modality!r}; use 'ecg' or 'xray'")
+
+
+def build_gan(run: RunConfig, num_classes: int = 2) -> GanPair:
+    kwargs: dict[str, object] = {"latent_dim": run.latent_dim, "num_classes": num_classes}
+    if run.modality == "xray":
+        kwargs["image_size"] = run.image_size
+    return create_gan(run.model, **kwargs)
+
+
+def _site_data(site: SiteConfig, run: RunConfig) -> SiteData:
+    return load_site_data(site.modality, site.data_paths, run.image_size)
+
+
+def train_round(
+    *, site: SiteConfig, run: RunConfig, run_id: str, server_round: int,
+    weights: dict[str, np.ndarray],
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Train the global GAN locally for one round and account for it.
+
+    The ledger is checked before training and written (durably) after training and
+    before this function returns, i.e. before the update can leave the site.
+
+    Returns:
+        The new flat GAN state and the reply metrics (same keys at every site).
+
+    Raises:
+        PrivacyBudgetExceeded: if the round would take the site past its budget.
+        ConfigError: if the run asks for something the site does not allow.
+    """
+    data = _site_data(site, run)
+    local_steps = min(run.local_steps, site.max_local_steps)
+    if local_steps < run.local_steps:
+        logger.warning("%s: run asks %d local steps, site limit is %d", site.site_id, run.local_steps, local_steps)
+    gan = build_gan(run, len(data.class_names))
+    load_gan_state(gan, weights)
+    num_examples = len(data.labels)
+    sample_rate = run.batch_size / num_examples
+    dp: DPSettings | None = None
+    ledger: PrivacyLedger | None = None
+    if run.dp_enabled:
+        ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
+                                    target_delta=site.target_delta)
+        noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
+            ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+        ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
+        dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm,
+                        grad_sample_mode=run.grad_sample_mode)
+    elif not site.allow_non_private:
+        raise ConfigError(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
+
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        spent = ledger.epsilon_spent() if ledger else math.inf
+        logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon spent %.3f",
+                    server_round, site.site_id, step, total, metrics["d_loss"], metrics["g_loss"], spent)
+
+    config = LocalTrainingConfig(
+        local_steps=local_steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
+        learning_rate_g=run.learning_rate_g, seed=run.seed * 1000 + server_round * 17 + _stable_hash(site.site_id),
+    )
+    result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
+                             progress=progress)
+    epsilon = math.inf
+    if ledger is not None:
+        entry = ledger.record(run_id=run_id, server_round=server_round, history=result.dp_history)
+        epsilon = entry.epsilon_after
+        logger.info("round %d | %s | released update, epsilon %.3f of %.3f (delta %g)",
+                    server_round, site.site_id, epsilon, ledger.target_epsilon, ledger.target_delta)
+    metrics = {
+        "num-examples": float(num_examples),
+        "epsilon": float(epsilon),
+        "d-loss": result.d_loss,
+        "g-loss": result.g_loss,
+        "noise-multiplier": float(dp.noise_multiplier if dp else 0.0),
+        "local-steps": float(result.steps),
+    }
+    return gan_state(gan), metrics
+
+
+def _derive_noise(ledger: PrivacyLedger, *, run: RunConfig, server_round: int, sample_rate: float,
+                  local_steps: int) -> float:
+    """Noise so that the planned remaining rounds end at (not above) the site's budget."""
+    remaining_rounds = max(1, run.num_server_rounds - server_round + 1)
+    try:
+        return noise_multiplier_for_target(
+            target_epsilon=ledger.target_epsilon, delta=ledger.target_delta, sample_rate=sample_rate,
+            steps=remaining_rounds * local_steps, history=ledger.history,
+        )
+    except ValueError as exc:
+        raise PrivacyBudgetExceeded(f"site budget epsilon={ledger.target_epsilon:g} is spent: {exc}") from exc
+
+
+def evaluate_round(*, site: SiteConfig, run: RunConfig, weights: dict[str, np.ndarray]) -> dict[str, float]:
+    """Scalar losses of the global model on the site's data, plus the site's spend.
+
+    Only means over the site's data leave the site, never per-record values.
+    """
+    data = _site_data(site, run)
+    gan = build_gan(run, len(data.class_names))
+    load_gan_state(gan, weights)
+    gan.generator.eval()
+    gan.discriminator.eval()
+    rng = torch.Generator().manual_seed(run.seed)
+    with torch.no_grad():
+        real_logits = gan.discriminator(data.samples, data.labels)
+        fake_labels = torch.randint(0, gan.num_classes, (len(data.labels),), generator=rng)
+        fake = gan.generator(torch.randn(len(data.labels), gan.latent_dim, generator=rng), fake_labels)
+        fake_logits = gan.discriminator(fake, fake_labels)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    epsilon = math.inf
+    if run.dp_enabled and site.ledger_path.exists():
+        epsilon = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
+                                     target_delta=site.target_delta).epsilon_spent()
+    return {
+        "num-examples": float(len(data.labels)),
+        "epsilon": float(epsilon),
+        "d-loss": float(bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))),
+        "g-loss": float(bce(fake_logits, torch.ones_like(fake_logits))),
+        "d-accuracy-real": float((real_logits > 0).float().mean()),
+    }
+
+
+def _stable_hash(text: str) -> int:
+    return sum(ord(c) * (i + 1) for i, c in enumerate(text)) % 997

@@ -1,0 +1,220 @@
+"""One site's local GAN training, with DP-SGD (Opacus) on the discriminator only.
+
+Privacy reasoning, in short:
+
+* Only the discriminator touches real records. Its step runs under Opacus DP-SGD with
+  Poisson sampling: per-sample gradients are clipped to ``max_grad_norm`` and Gaussian
+  noise is added, and Opacus's RDP accountant records ``(sigma, q, steps)``.
+* The fakes in a discriminator step are a *fixed* number (the expected batch size) with
+  labels drawn uniformly, independent of the real batch. If they were paired with the
+  real batch (same size, same labels), adding or removing one record would change two
+  clipped terms and the sensitivity would be 2C, not C.
+* The generator step sees the discriminator only through its outputs on fakes. The
+  discriminator's parameters are frozen during that step, so the generator's backward
+  pass neither fills per-sample gradients nor calls the DP optimizer, and the accountant
+  does not count it. The generator is private by post-processing.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from medgan_core.errors import ConfigError
+from medgan_core.models.registry import GanPair
+
+__all__ = ["DPSettings", "LocalTrainingConfig", "LocalTrainingResult", "train_local_gan"]
+
+logger = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class LocalTrainingConfig:
+    local_steps: int = 60
+    batch_size: int = 64
+    learning_rate_d: float = 8e-4
+    learning_rate_g: float = 8e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.local_steps <= 0 or self.batch_size <= 0:
+            raise ConfigError(
+                f"local_steps={self.local_steps} and batch_size={self.batch_size} must be positive"
+            )
+
+
+@dataclass(frozen=True)
+class DPSettings:
+    """DP-SGD settings for the discriminator.
+
+    Attributes:
+        noise_multiplier: Noise std / clipping norm.
+        max_grad_norm: Per-sample gradient clipping norm C.
+        grad_sample_mode: Opacus mode; "ghost" computes per-sample gradient *norms*
+            without materialising per-sample gradients (fast gradient clipping).
+    """
+
+    noise_multiplier: float
+    max_grad_norm: float = 1.0
+    grad_sample_mode: str = "ghost"
+
+
+@dataclass
+class LocalTrainingResult:
+    d_loss: float
+    g_loss: float
+    steps: int
+    num_examples: int
+    sample_rate: float
+    # Opacus accountant history of this training call only: [(sigma, q, steps)].
+    dp_history: list[tuple[float, float, int]] = field(default_factory=list)
+
+
+def _adversarial_loss() -> nn.Module:
+    return nn.BCEWithLogitsLoss()
+
+
+def _random_labels(count: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, num_classes, (count,), generator=generator)
+
+
+def train_local_gan(
+    *,
+    gan: GanPair,
+    beats: torch.Tensor,
+    labels: torch.Tensor,
+    config: LocalTrainingConfig,
+    dp: DPSettings | None,
+    progress: ProgressFn | None = None,
+) -> LocalTrainingResult:
+    """Run ``config.local_steps`` discriminator+generator steps on one site's data.
+
+    Args:
+        gan: Generator and discriminator, already loaded with the global weights.
+        beats: (N, 1, L) or (N, 1, H, W) real samples in model units.
+        labels: (N,) class indices.
+        config: Steps, batch size, learning rates, seed.
+        dp: DP-SGD settings, or ``None`` for non-private training (a control, never the
+            default in a federation).
+        progress: Called as ``progress(step, total_steps, metrics)`` every few steps.
+
+    Returns:
+        Mean losses over the last steps, and the DP history to record in the ledger.
+    """
+    if len(beats) < config.batch_size:
+        raise ConfigError(
+            f"site has {len(beats)} samples, fewer than batch_size={config.batch_size}; lower batch-size"
+        )
+    torch.manual_seed(config.seed)
+    fake_rng = torch.Generator().manual_seed(config.seed + 1)
+    generator, discriminator = gan.generator.train(), gan.discriminator.train()
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate_d, betas=config.betas)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate_g, betas=config.betas)
+    loader = DataLoader(
+        TensorDataset(beats, labels), batch_size=config.batch_size, shuffle=dp is None,
+        drop_last=dp is None, generator=torch.Generator().manual_seed(config.seed + 2),
+    )
+    criterion: nn.Module = _adversarial_loss()
+    engine = None
+    if dp is not None:
+        engine = PrivacyEngine(accountant="rdp")
+        with warnings.catch_warnings():
+            # Opacus warns that secure RNG is off; we log it once per call instead.
+            warnings.simplefilter("ignore", UserWarning)
+            prepared = engine.make_private(
+                module=discriminator, optimizer=d_optimizer, criterion=criterion, data_loader=loader,
+                noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm,
+                poisson_sampling=True, grad_sample_mode=dp.grad_sample_mode,
+            )
+        if dp.grad_sample_mode == "ghost":
+            discriminator, d_optimizer, criterion, loader = prepared
+        else:
+            discriminator, d_optimizer, loader = prepared
+        logger.debug("DP-SGD with noise %.3f, clip %.2f, %s per-sample gradients",
+                     dp.noise_multiplier, dp.max_grad_norm, dp.grad_sample_mode)
+    sample_rate = config.batch_size / len(beats)
+    fake_count = config.batch_size  # public and fixed; see module docstring
+    d_losses: list[float] = []
+    g_losses: list[float] = []
+    batches = _cycle(loader)
+    for step in range(1, config.local_steps + 1):
+        real, real_labels = next(batches)
+        d_losses.append(_discriminator_step(
+            gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, fake_rng))
+        g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, fake_rng))
+        if progress is not None and (step % 10 == 0 or step == config.local_steps):
+            progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
+    tail = max(1, len(d_losses) // 4)
+    dp_history = list(engine.accountant.history) if engine is not None else []
+    if engine is not None:
+        _unwrap(discriminator)
+    return LocalTrainingResult(
+        d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-tail:]) / tail),
+        steps=config.local_steps, num_examples=len(beats), sample_rate=sample_rate,
+        dp_history=[(float(s), float(q), int(n)) for s, q, n in dp_history],
+    )
+
+
+def _cycle(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
+                        criterion: nn.Module, real: torch.Tensor, real_labels: torch.Tensor,
+                        fake_count: int, rng: torch.Generator) -> float:
+    with torch.no_grad():
+        fake_labels = _random_labels(fake_count, gan.num_classes, rng)
+        fake = gan.generator(torch.randn(fake_count, gan.latent_dim, generator=rng), fake_labels)
+    inputs = torch.cat([real, fake])
+    labels = torch.cat([real_labels, fake_labels])
+    targets = torch.cat([torch.ones(len(real)), torch.zeros(fake_count)])
+    optimizer.zero_grad(set_to_none=True)
+    loss = criterion(discriminator(inputs, labels), targets)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
+                    count: int, rng: torch.Generator) -> float:
+    d_params = [p for p in discriminator.parameters()]
+    flags = [p.requires_grad for p in d_params]
+    # Frozen discriminator with Opacus's hooks off: no per-sample gradients are captured,
+    # no parameter gradient is written, and the DP optimizer is never involved.
+    hooks = getattr(discriminator, "disable_hooks", None)
+    if callable(hooks):
+        discriminator.disable_hooks()
+    for p in d_params:
+        p.requires_grad_(False)
+    try:
+        fake_labels = _random_labels(count, gan.num_classes, rng)
+        fake = gan.generator(torch.randn(count, gan.latent_dim, generator=rng), fake_labels)
+        logits = discriminator(fake, fake_labels)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(count))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    finally:
+        for p, flag in zip(d_params, flags):
+            p.requires_grad_(flag)
+        if callable(hooks):
+            discriminator.enable_hooks()
+    return float(loss.detach())
+
+
+def _unwrap(grad_sample_module: nn.Module) -> None:
+    """Remove Opacus hooks so the plain discriminator can be serialised and reused."""
+    remove = getattr(grad_sample_module, "_close", None)
+    if callable(remove):
+        remove()

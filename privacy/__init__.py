@@ -1,0 +1,1 @@
+"""Privacy accounting, per-site budgets and membership-inference audits. No Flower here."""

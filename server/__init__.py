@@ -1,0 +1,1 @@
+"""Flower ServerApp: the thin coordinator side of the federation."""

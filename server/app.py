@@ -1,0 +1,42 @@
+"""Flower ServerApp: builds the global GAN, runs FedAvg over G and D, records the run."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from medgan_core.config import RunConfig
+from medgan_core.models.state import gan_state
+from medgan_core.run_dir import RunDirectory
+from medgan_core.site import build_gan
+from server.strategy import RunRecorder
+
+logger = logging.getLogger(__name__)
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run = RunConfig.from_mapping(context.run_config)
+    run_dir = RunDirectory(run.run_dir)
+    run_dir.write_json("config.json", run.to_mapping())
+    torch.manual_seed(run.seed)
+    gan = build_gan(run)
+    meta = {"model": run.model, "modality": run.modality, "latent-dim": run.latent_dim,
+            "image-size": run.image_size}
+    strategy = RunRecorder(
+        FedAvg(fraction_train=run.fraction_train, fraction_evaluate=run.fraction_evaluate,
+               min_train_nodes=run.min_nodes, min_evaluate_nodes=run.min_nodes,
+               min_available_nodes=run.min_nodes),
+        run_dir, meta,
+    )
+    strategy.start(
+        grid=grid, initial_arrays=ArrayRecord(gan_state(gan)), num_rounds=run.num_server_rounds,
+        train_config=ConfigRecord({"dp-enabled": run.dp_enabled}),
+    )
+    logger.info("run finished; artifacts in %s", run_dir.root)

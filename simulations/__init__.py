@@ -1,0 +1,1 @@
+"""Whole federations on one machine, with Flower's simulation engine."""
