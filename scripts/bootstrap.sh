@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create or refresh the project's virtual environment in .venv (idempotent, fast when
+# nothing changed). PyTorch is installed as the CPU build first, so that the project's
+# plain "torch" requirement never pulls a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+if ! python -c "import torch" >/dev/null 2>&1; then
+  echo "[setup] installing PyTorch (CPU build): ${TORCH_SPEC:-torch==2.13.0}" >&2
+  # TORCH_SPEC/TORCH_INDEX let a site pick another build, e.g.
+  # TORCH_INDEX=https://download.pytorch.org/whl/cpu where PyPI's default is a CUDA build.
+  python -m pip install -q ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "${TORCH_SPEC:-torch==2.13.0}"
+fi
+stamp=.venv/.medgan-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] installing the project and its dependencies" >&2
+  python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  python -c "import medgan_core, flwr, opacus, wfdb, pydicom" 
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,163 @@
+"""``medgan``: the command line for researchers, coordinators and hospital IT.
+
+    medgan simulate [--run-config "k=v ..."]   federation of simulated hospitals + report
+    medgan report   --run-dir DIR              recompute a run's report from its artifacts
+    medgan generate --run-dir DIR --n N        N synthetic samples per class (WFDB for ECG)
+    medgan privacy  ...                        noise multiplier <-> epsilon calculator
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+__all__ = ["main"]
+
+logger = logging.getLogger("medgan")
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    """``--run-config "a=1 b='x'"`` (TOML values), as Flower's ``flwr run`` takes them."""
+    overrides: dict = {}
+    for item in items:
+        for pair in item.split():
+            if "=" not in pair:
+                raise SystemExit(f"--run-config expects key=value pairs, got {pair!r}")
+            key, value = pair.split("=", 1)
+            try:
+                overrides[key] = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                overrides[key] = value  # bare strings: run-dir=runs/x
+    return overrides
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("alembic", "matplotlib", "PIL", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    from simulations.federation import resolve_run_config, run_federation
+    from simulations.report import ecg_report
+
+    overrides = _parse_overrides(args.run_config or [])
+    if args.run_dir:
+        overrides["run-dir"] = args.run_dir
+    run = resolve_run_config(overrides)
+    run_dir = Path(run.run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not args.overwrite:
+            raise SystemExit(f"{run_dir} already holds a run (and its sites' privacy ledgers); "
+                             "pass --overwrite to replace it or choose another --run-dir")
+        import shutil
+
+        shutil.rmtree(run_dir)
+    started = time.time()
+    run_federation(run, verbose=args.verbose)
+    logger.info("federation finished in %.0f s; writing the report", time.time() - started)
+    if run.modality == "ecg":
+        report = ecg_report(run_dir)
+    else:
+        from simulations.xray_report import xray_report
+
+        report = xray_report(run_dir)
+    print((run_dir / "report.md").read_text())
+    logger.info("done in %.0f s: %s", time.time() - started, run_dir / "report.md")
+    return 0 if all(s["within_budget"] for s in report["privacy"].values()) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from medgan_core.config import RunConfig
+    from medgan_core.run_dir import RunDirectory
+
+    run = RunConfig.from_mapping(RunDirectory(args.run_dir).read_json("config.json"))
+    if run.modality == "ecg":
+        from simulations.report import ecg_report
+
+        ecg_report(args.run_dir)
+    else:
+        from simulations.xray_report import xray_report
+
+        xray_report(args.run_dir)
+    print((Path(args.run_dir) / "report.md").read_text())
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from medgan_core.generate import load_run_gan, sample_per_class
+
+    gan, run = load_run_gan(args.run_dir)
+    samples, labels = sample_per_class(gan, args.n, seed=args.seed)
+    out = Path(args.out or Path(args.run_dir) / "generated")
+    if run.modality == "ecg":
+        from medgan_core.data.ecg import EcgConfig
+        from medgan_core.export.wfdb_export import write_synthetic_wfdb
+
+        paths = write_synthetic_wfdb(samples, labels, out, config=EcgConfig(), output_fs=args.fs)
+    else:
+        from medgan_core.export.dicom_export import export_synthetic_images
+
+        paths = export_synthetic_images((samples + 1.0) / 2.0, labels, out, ("NORMAL", "PNEUMONIA"))
+    print(json.dumps({"written": [str(p) for p in paths][:20], "per_class": args.n, "out": str(out)}, indent=2))
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from privacy.calculator import main as calculator_main
+
+    return calculator_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medgan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    simulate = sub.add_parser("simulate", help="run a federation of simulated hospitals, then the report")
+    simulate.add_argument("--run-config", action="append", help='overrides, e.g. "num-server-rounds=2 local-steps=50"')
+    simulate.add_argument("--run-dir", help="where checkpoints, metrics, ledgers and the report go")
+    simulate.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    simulate.set_defaults(func=cmd_simulate)
+
+    report = sub.add_parser("report", help="recompute the report of an existing run")
+    report.add_argument("--run-dir", required=True)
+    report.set_defaults(func=cmd_report)
+
+    generate = sub.add_parser("generate", help="write N synthetic samples per class from a run's generator")
+    generate.add_argument("--run-dir", required=True)
+    generate.add_argument("--n", type=int, default=100, help="samples per class")
+    generate.add_argument("--out", help="output directory (default RUN_DIR/generated)")
+    generate.add_argument("--fs", type=int, default=360, help="ECG: sampling rate of the written records")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(func=cmd_generate)
+
+    try:
+        from privacy.calculator import add_arguments
+    except ImportError:  # pragma: no cover
+        add_arguments = None
+    if add_arguments is not None:
+        privacy = sub.add_parser("privacy", help="noise multiplier <-> epsilon calculator")
+        add_arguments(privacy)
+        privacy.set_defaults(func=cmd_privacy)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
