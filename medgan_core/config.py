@@ -20,8 +20,8 @@ __all__ = ["RunConfig"]
 class RunConfig:
     modality: str = "ecg"
     model: str = "dcgan1d"
-    num_server_rounds: int = 3
-    local_steps: int = 60
+    num_server_rounds: int = 4
+    local_steps: int = 200
     batch_size: int = 64
     learning_rate_d: float = 8e-4
     learning_rate_g: float = 8e-4
