@@ -41,17 +41,20 @@ logger = logging.getLogger(__name__)
 # DICOM and the same picture as an RGB JPEG give the same grey image.
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
-# Extra packages that give pydicom a decoder, by transfer syntax UID prefix. pydicom's own
-# `missing_dependencies` text is appended to the fix; this is the one-line pip command.
+# Extra packages that give pydicom a decoder, by transfer syntax UID prefix (JPEG 2000,
+# HTJ2K, JPEG-LS, JPEG 1 processes, RLE). pydicom's own `missing_dependencies` text is added.
+_J2K = "pip install pylibjpeg pylibjpeg-openjpeg"
+_LIBJPEG = "pip install pylibjpeg pylibjpeg-libjpeg"
 _DECODER_PACKAGES: tuple[tuple[str, str], ...] = (
-    ("1.2.840.10008.1.2.4.9", "pip install pylibjpeg pylibjpeg-openjpeg"),  # JPEG 2000
-    ("1.2.840.10008.1.2.4.20", "pip install pylibjpeg pylibjpeg-openjpeg"),  # HTJ2K
-    ("1.2.840.10008.1.2.4.8", "pip install pylibjpeg pylibjpeg-libjpeg"),  # JPEG-LS
-    ("1.2.840.10008.1.2.4.", "pip install pylibjpeg pylibjpeg-libjpeg"),  # other JPEG
-    ("1.2.840.10008.1.2.5", "pip install pylibjpeg pylibjpeg-rle"),  # RLE
+    ("1.2.840.10008.1.2.4.9", _J2K),
+    ("1.2.840.10008.1.2.4.20", _J2K),
+    ("1.2.840.10008.1.2.4.8", _LIBJPEG),
+    ("1.2.840.10008.1.2.4.5", _LIBJPEG),
+    ("1.2.840.10008.1.2.4.70", _LIBJPEG),
+    ("1.2.840.10008.1.2.5", "pip install pylibjpeg pylibjpeg-rle"),
 )
 _CONVERT_HINT = (
-    "or convert the file to an uncompressed transfer syntax "
+    "convert the file to an uncompressed transfer syntax "
     "(e.g. `gdcmconv --raw in.dcm out.dcm` or `dcmdjpeg in.dcm out.dcm`)"
 )
 
@@ -115,7 +118,8 @@ def _check_structure(path: Path, ds: FileDataset) -> None:
         # Which frame of a cine, tomosynthesis or dual-energy object is "the" radiograph is
         # ambiguous; silently taking frame 0 could train on a scout or a soft-tissue image.
         raise InvalidRecordError(
-            path, f"multi-frame DICOM ({frames} frames); which frame is the radiograph is ambiguous",
+            path,
+            f"multi-frame DICOM ({frames} frames); which frame is the radiograph is ambiguous",
             "export the single frame you want as its own single-frame DICOM",
         )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
@@ -128,17 +132,37 @@ def _check_structure(path: Path, ds: FileDataset) -> None:
 
 def _decoder_fix(tsyntax: UID, missing: list[str]) -> str:
     pip = next((cmd for prefix, cmd in _DECODER_PACKAGES if tsyntax.startswith(prefix)), None)
-    parts = [pip] if pip else []
-    if missing:
-        parts.append("pydicom plugins: " + "; ".join(missing))
-    parts.append(_CONVERT_HINT)
-    return " ".join(parts) if pip else "install a decoder " + " ".join(parts)
+    head = pip or "install a pydicom pixel decoder plugin"
+    tail = f" ({'; '.join(missing)})" if missing else ""
+    return f"{head}{tail}, or {_CONVERT_HINT}"
+
+
+def _check_native_length(path: Path, ds: FileDataset) -> None:
+    """Uncompressed pixel data shorter than Rows x Columns x samples means a cut-off file."""
+    allocated = int(ds.get("BitsAllocated", 8) or 8)
+    if "PixelData" not in ds or allocated == 1:  # 1-bit data is bit-packed; pydicom checks it
+        return
+    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+    expected *= (allocated + 7) // 8
+    actual = len(ds.PixelData)
+    if actual < expected:
+        raise InvalidRecordError(
+            path, f"DICOM file is truncated: Pixel Data holds {actual} of {expected} bytes",
+            "re-copy or re-export the file from the source system",
+        )
 
 
 def _decode(path: Path, ds: FileDataset) -> np.ndarray:
     """Decode the pixels; a missing decoder is reported with the package that provides it."""
     tsyntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
     label = f"{tsyntax.name} ({tsyntax})" if tsyntax.name != str(tsyntax) else str(tsyntax)
+    if not tsyntax.is_transfer_syntax:
+        # Private or future syntaxes: pydicom cannot even tell whether they are compressed.
+        raise InvalidRecordError(
+            path, f"unknown transfer syntax {label}; no pixel decoder exists for it",
+            "re-export it from the source system in a standard transfer syntax such as "
+            "Explicit VR Little Endian (1.2.840.10008.1.2.1)",
+        )
     if tsyntax.is_compressed:
         try:
             decoder = get_decoder(tsyntax)
@@ -152,13 +176,15 @@ def _decode(path: Path, ds: FileDataset) -> np.ndarray:
                 path, f"no pixel decoder installed for transfer syntax {label}",
                 _decoder_fix(tsyntax, list(decoder.missing_dependencies)),
             )
+    else:
+        _check_native_length(path, ds)
     try:
         return np.asarray(ds.pixel_array)
     except Exception as err:  # decoders raise many types on corrupt data; one file only
         raise InvalidRecordError(
             path, f"pixel data could not be decoded as {label} "
             f"({type(err).__name__}: {err})",
-            "the file is truncated or corrupt; re-copy or re-export it " + _CONVERT_HINT,
+            "the file is truncated or corrupt; re-copy or re-export it from the source system",
         ) from err
 
 
@@ -201,8 +227,8 @@ def _grey_to_unit(path: Path, ds: FileDataset, stored: np.ndarray) -> np.ndarray
             voi = apply_voi_lut(values, ds).astype(np.float64)
             scaled = (voi - voi_range[0]) / (voi_range[1] - voi_range[0])
     except (ValueError, NotImplementedError, TypeError, IndexError) as err:
-        # A broken window is a metadata defect, not a broken image: fall back to min-max.
-        logger.warning("%s: VOI LUT/window unusable (%s); using the image's min..max", path, err)
+        # A broken window is a metadata defect, not a broken image: scale as if it were absent.
+        logger.warning("%s: VOI LUT/window unusable (%s); ignoring it", path, err)
         scaled = None
     if scaled is None:
         values = values.astype(np.float64)
@@ -261,10 +287,24 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, str | None]:
 
     Raises:
         InvalidRecordError: not DICOM, truncated, no pixel data, zero size, multi-frame,
-            palette colour, or a transfer syntax with no installed decoder.
+            palette colour, a transfer syntax with no installed decoder, or attribute values
+            pydicom cannot apply (every failure of one file is this error, so a loader can
+            skip the file and go on).
     """
     path = Path(path)
     ds = _parse(path)
+    try:
+        return _to_image(path, ds)
+    except InvalidRecordError:
+        raise
+    except Exception as err:  # malformed attribute values surface deep inside pydicom
+        raise InvalidRecordError(
+            path, f"invalid image attributes ({type(err).__name__}: {err})",
+            "check the Image Pixel, Modality LUT and VOI LUT attributes, or re-export the file",
+        ) from err
+
+
+def _to_image(path: Path, ds: FileDataset) -> tuple[np.ndarray, str | None]:
     _check_structure(path, ds)
     pixels = _decode(path, ds)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)

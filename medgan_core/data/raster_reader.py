@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 
 RASTER_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
 
-# Pillow format names accepted; MPO is the multi-picture JPEG variant some cameras write.
-_FORMATS = ("PNG", "JPEG", "MPO")
+# Pillow format names accepted (the JPEG opener also returns multi-picture MPO files).
+_FORMATS = ("PNG", "JPEG")
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,9 @@ def _read_any(path: Path) -> tuple[np.ndarray, str | None]:
     """Dispatch on the suffix; files without a known suffix are sniffed for ``DICM``."""
     if not path.is_file():
         raise InvalidRecordError(path, "file does not exist", "check the path or the CSV entry")
+    if not os.access(path, os.R_OK):
+        raise InvalidRecordError(path, "file is not readable (permission denied)",
+                                 "grant read permission to the user running the node")
     if path.stat().st_size == 0:
         raise InvalidRecordError(path, "file is empty (0 bytes)", "re-copy or re-export it")
     suffix = path.suffix.lower()
@@ -159,7 +163,8 @@ def _entries_from_folders(root: Path, classes: tuple[str, ...]) -> list[_Entry]:
             continue
         for path in sorted(folder.rglob("*")):
             # Hidden files: OS metadata (.DS_Store) and in-flight atomic writes (.x.tmp).
-            if path.is_file() and not any(p.startswith(".") for p in path.relative_to(folder).parts):
+            hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+            if path.is_file() and not hidden:
                 entries.append(_Entry(path, label))
     return entries
 
@@ -272,7 +277,7 @@ def load_xray_dataset(
                     )
                 first_seen[digest] = entry.path
         except InvalidRecordError as err:
-            logger.debug("skipping %s", err)
+            logger.info("skipping %s", err)
             report.add_skipped(err)
         else:
             images.append(_fit_square(image, size))
@@ -285,6 +290,8 @@ def load_xray_dataset(
         if count % _PROGRESS_EVERY == 0:
             logger.info("x-ray files read: %d/%d (%d skipped)", count, len(entries),
                         report.num_skipped)
-    logger.info("x-ray dataset %s: %s", root, report.summary().splitlines()[0])
+    # One loud line when anything was dropped; the report lists every file and why.
+    level = logging.WARNING if report.num_skipped else logging.INFO
+    logger.log(level, "x-ray dataset %s: %s", root, report.summary().splitlines()[0])
     stacked = np.stack(images) if images else np.zeros((0, size, size), np.float32)
     return stacked, np.asarray(labels, dtype=np.int64), patient_ids, report

@@ -7,8 +7,10 @@ id, date, UID or institution of a training patient can leak into an export.
 
 How "synthetic" is marked, from most to least machine-readable:
 
-* Synthetic Data (0008,001C) = ``YES`` (SOP Common Module, added to the standard in 2021
-  for exactly this purpose).
+* Synthetic Data (0008,001C) = ``YES`` (SOP Common Module, PS3.3 C.12.1): the standard's
+  own flag for content "made artificially rather than being a faithful representation of
+  acquired data". Validators with an older data dictionary (dicom3tools 2022) report it
+  as an unknown tag; the attribute is nonetheless standard and in pydicom's dictionary.
 * Contributing Equipment Sequence (0018,A001) with purpose of reference
   (109100, DCM, "Synthesizing Equipment"), naming this software.
 * Conversion Type (0008,0064) = ``SYN`` ("Synthetic Image", a defined term of the SC
@@ -16,14 +18,17 @@ How "synthetic" is marked, from most to least machine-readable:
   captured from a real workstation display.
 * Modality ``OT``: a synthetic image was not acquired by a CR/DX device, and ``CR`` would
   let it pass for a real acquisition in modality-filtered worklists.
-* Patient's Name ``SYNTHETIC^NOT A PATIENT`` and Patient ID ``SYNTHETIC`` (Type 2, so a
-  value is allowed; constant so no export is linkable to anything): the patient name is
-  what every viewer overlays on the image, so a human sees the marking first.
+* Patient's Name ``SYNTHETIC^NOT A PATIENT``, Patient ID and Study ID ``SYNTHETIC`` (Type
+  2, so a value is allowed; constant, so no export is linkable to anything): the patient
+  name is what every viewer overlays on the image, so a human sees the marking first. The
+  class label is *not* put in the name: one export is one study of one (pseudo-)patient
+  holding images of every class.
 * Image Comments and Derivation Description state it in words, with the class label and
   optional provenance (e.g. the privacy budget).
 
 Other Type 2 attributes (birth date, sex, study date/time, accession number, referring
-physician, study id, patient orientation) are present and empty, as the standard allows.
+physician, patient orientation) are present and empty, as the standard allows; no date or
+time is written anywhere, since even a creation date would only tell when training ran.
 """
 
 from __future__ import annotations
@@ -234,12 +239,14 @@ def export_synthetic_images(
         )
     _check_class_names(class_names)
     if len(label_array) and (label_array.min() < 0 or label_array.max() >= len(class_names)):
-        raise ValueError(f"labels must lie in [0, {len(class_names)}) for class_names={list(class_names)}")
+        raise ValueError(
+            f"labels must lie in [0, {len(class_names)}) for class_names={list(class_names)}"
+        )
     # One export = one study and one series, so a viewer shows the batch together.
     study_uid, series_uid = generate_uid(), generate_uid()
     out_dir = Path(out_dir)
     written: list[Path] = []
-    for n, (image, label) in enumerate(zip(batch, label_array)):
+    for n, (image, label) in enumerate(zip(batch, label_array, strict=True)):
         name = class_names[int(label)]
         unit = _as_2d_unit(image)
         dicom_path = out_dir / name / f"synthetic_{n:05d}.dcm"

@@ -1,0 +1,128 @@
+"""Benchmarks that print tables (ratios measured within one run, on this machine).
+
+1. DP vs non-DP local training throughput (samples/s), per Opacus per-sample-gradient
+   mode, with peak memory. Each configuration runs in its own process so that its peak
+   RSS is its own. Target: DP at most 1.5x slower than non-DP.
+2. Flower's overhead: the wall time of one simulated round vs the same local work run
+   directly (same sites, same parallelism). Target: at most 1.10x with >= 30 s of work.
+
+    .venv/bin/python benchmarks/bench_dp.py [--steps 150] [--round-steps 300] [--skip-round]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _throughput_worker(mode: str, steps: int, batch_size: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from medgan_core.data.ecg import EcgConfig, load_ecg_records
+    from medgan_core.models.registry import create_gan
+    from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
+
+    beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
+    x, y = torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
+    dp = None if mode == "non-dp" else DPSettings(noise_multiplier=1.0, grad_sample_mode=mode)
+    config = LocalTrainingConfig(local_steps=steps, batch_size=batch_size)
+    train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, dp=dp,
+                    config=LocalTrainingConfig(local_steps=5, batch_size=batch_size))  # warm-up
+    start = time.perf_counter()
+    train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config, dp=dp)
+    seconds = time.perf_counter() - start
+    return {"mode": mode, "seconds": seconds, "samples_per_s": steps * batch_size / seconds,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def bench_throughput(steps: int, batch_size: int) -> list[dict]:
+    rows = []
+    for mode in ("non-dp", "hooks", "ghost"):
+        out = subprocess.run([sys.executable, __file__, "--worker", mode, "--steps", str(steps),
+                              "--batch-size", str(batch_size)], capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = rows[0]["samples_per_s"]
+    print(f"\nDP vs non-DP local GAN training (D+G steps), {steps} steps, batch {batch_size}, 1 thread")
+    print(f"{'mode':<8} {'samples/s':>10} {'time s':>8} {'slowdown':>9} {'peak RSS MB':>12}")
+    for r in rows:
+        print(f"{r['mode']:<8} {r['samples_per_s']:>10.0f} {r['seconds']:>8.2f} {base / r['samples_per_s']:>8.2f}x "
+              f"{r['peak_rss_mb']:>12.0f}")
+    return rows
+
+
+def _direct_site_round(args: tuple) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    run, partition, weights = args
+    from medgan_core.site import SiteConfig, evaluate_round, train_round
+
+    site = SiteConfig.for_simulation(run, partition)
+    state, _ = train_round(site=site, run=run, run_id="direct", server_round=1, weights=weights)
+    evaluate_round(site=site, run=run, weights=state)
+    return time.perf_counter()
+
+
+def bench_round(local_steps: int) -> dict:
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    import torch
+
+    from medgan_core.models.state import gan_state
+    from medgan_core.run_dir import RunDirectory
+    from medgan_core.site import build_gan
+    from simulations.federation import resolve_run_config, run_federation
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = resolve_run_config({"run-dir": f"{tmp}/direct", "num-server-rounds": 1, "local-steps": local_steps})
+        torch.manual_seed(run.seed)
+        weights = {k: v.numpy() for k, v in gan_state(build_gan(run)).items()}
+        start = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(_direct_site_round, [(run, p, weights) for p in range(3)]))
+        direct = time.perf_counter() - start
+        sim_run = resolve_run_config({"run-dir": f"{tmp}/sim", "num-server-rounds": 1, "local-steps": local_steps})
+        sim_start = time.perf_counter()
+        run_federation(sim_run)
+        sim_total = time.perf_counter() - sim_start
+        record = RunDirectory(sim_run.run_dir).read_metrics()[0]
+        simulated = record["finished"] - record["started"]
+    ratio = simulated / direct
+    print(f"\nFlower simulation overhead: one round, 3 sites x {local_steps} local steps, {os.cpu_count()} CPUs")
+    print(f"{'what':<40} {'seconds':>8}")
+    print(f"{'local work run directly (process pool)':<40} {direct:>8.1f}")
+    print(f"{'simulated round (configure..aggregate)':<40} {simulated:>8.1f}")
+    print(f"{'whole simulation incl. Ray start-up':<40} {sim_total:>8.1f}")
+    print(f"{'round overhead ratio':<40} {ratio:>7.3f}x")
+    return {"direct_s": direct, "simulated_round_s": simulated, "ratio": ratio}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--round-steps", type=int, default=300)
+    parser.add_argument("--skip-round", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(_throughput_worker(args.worker, args.steps, args.batch_size)))
+        return
+    bench_throughput(args.steps, args.batch_size)
+    if not args.skip_round:
+        bench_round(args.round_steps)
+
+
+if __name__ == "__main__":
+    main()
