@@ -8,6 +8,7 @@ scalars with the same keys at every site; nothing else leaves the site.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
@@ -21,7 +22,27 @@ from privacy.ledger import PrivacyBudgetExceeded
 
 logger = logging.getLogger(__name__)
 
+# Known-harmless warnings that would otherwise repeat every round in every site's log:
+# Opacus's secure-RNG notice (documented in the README), a PyTorch note on backward hooks
+# over inputs without gradients (the discriminator's inputs never need them), and pandas
+# deprecations inside wfdb.
+for _message in ("Secure RNG turned off", "Full backward hook is firing", "The inplace keyword"):
+    warnings.filterwarnings("ignore", message=_message)
+
 app = ClientApp()
+
+
+def _show_progress() -> None:
+    """Sites run in Ray worker processes whose root logger is unconfigured; give the
+    project's loggers a handler so round/site/step/epsilon progress reaches the console."""
+    for name in ("medgan_core", "privacy", "client"):
+        named = logging.getLogger(name)
+        if not named.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+            named.addHandler(handler)
+            named.setLevel(logging.INFO)
+            named.propagate = False
 
 
 def site_for(context: Context, run: RunConfig) -> SiteConfig:
@@ -45,6 +66,7 @@ def _refuse(msg: Message, site_id: str, error: Exception) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     torch.set_num_threads(1)  # one core per simulated site; sites run side by side
+    _show_progress()
     run = RunConfig.from_mapping(context.run_config)
     site = site_for(context, run)
     try:

@@ -152,7 +152,7 @@ def train_local_gan(
         d_losses.append(_discriminator_step(
             gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, fake_rng))
         g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, fake_rng))
-        if progress is not None and (step % 10 == 0 or step == config.local_steps):
+        if progress is not None and (step % 50 == 0 or step == config.local_steps):
             progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
     tail = max(1, len(d_losses) // 4)
     dp_history = list(engine.accountant.history) if engine is not None else []
