@@ -30,6 +30,7 @@ class RunConfig:
     target_delta: float = 1e-5
     noise_multiplier: float = 0.0
     max_grad_norm: float = 1.0
+    label_prior_noise: float = 20.0
     dp_enabled: bool = True
     grad_sample_mode: str = "hooks"
     seed: int = 42

@@ -8,6 +8,7 @@ here: its data, its privacy ledger and budget, and its limits on local work.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import tomllib
@@ -21,6 +22,7 @@ from medgan_core.config import RunConfig
 from medgan_core.data.ecg import EcgConfig, load_ecg_records
 from medgan_core.data.report import DataReport
 from medgan_core.errors import ConfigError
+from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
@@ -177,6 +179,7 @@ def train_round(
     if run.dp_enabled:
         ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
                                     target_delta=site.target_delta)
+        prior = _label_prior(site, run, data, ledger, run_id)
         noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
             ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
         ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
@@ -184,6 +187,8 @@ def train_round(
                         grad_sample_mode=run.grad_sample_mode)
     elif not site.allow_non_private:
         raise ConfigError(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
+    else:
+        prior = _class_counts(data) / len(data.labels)
 
     def progress(step: int, total: int, metrics: dict[str, float]) -> None:
         spent = ledger.epsilon_spent() if ledger else math.inf
@@ -195,7 +200,7 @@ def train_round(
         learning_rate_g=run.learning_rate_g, seed=run.seed * 1000 + server_round * 17 + _stable_hash(site.site_id),
     )
     result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
-                             progress=progress)
+                             fake_label_prior=prior, progress=progress)
     epsilon = math.inf
     if ledger is not None:
         entry = ledger.record(run_id=run_id, server_round=server_round, history=result.dp_history)
@@ -211,6 +216,36 @@ def train_round(
         "local-steps": float(result.steps),
     }
     return gan_state(gan), metrics
+
+
+def _class_counts(data: SiteData) -> torch.Tensor:
+    return torch.bincount(data.labels, minlength=len(data.class_names)).double()
+
+
+def _label_prior(site: SiteConfig, run: RunConfig, data: SiteData, ledger: PrivacyLedger,
+                 run_id: str) -> torch.Tensor:
+    """The site's class proportions, released once with the Gaussian mechanism.
+
+    The discriminator's fakes must follow the real class mix (see
+    ``medgan_core.training.dp_gan``), but the mix is a statistic of the site's data. It is
+    released once per site as counts + N(0, sigma^2) (L2 sensitivity 1 under adding or
+    removing a record), recorded in the ledger as one full-batch Gaussian step, and kept
+    beside the ledger so later rounds reuse it (post-processing, no further cost).
+    """
+    path = site.ledger_path.with_name("label_prior.json")
+    if path.exists():
+        return torch.tensor(json.loads(path.read_text())["prior"], dtype=torch.float64)
+    sigma = run.label_prior_noise
+    ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=1)
+    # Unseeded on purpose: DP noise must not be predictable from the run configuration.
+    noisy = _class_counts(data) + torch.randn(len(data.class_names), dtype=torch.float64) * sigma
+    prior = noisy.clamp(min=1.0) / noisy.clamp(min=1.0).sum()
+    ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, 1)], purpose="label-prior")
+    atomic_write_text(path, json.dumps({"prior": prior.tolist(), "noise_std": sigma,
+                                        "class_names": list(data.class_names)}))
+    logger.info("%s: released class prior %s (Gaussian noise std %.1f on counts)", site.site_id,
+                [round(p, 4) for p in prior.tolist()], sigma)
+    return prior
 
 
 def _derive_noise(ledger: PrivacyLedger, *, run: RunConfig, server_round: int, sample_rate: float,

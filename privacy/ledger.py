@@ -38,6 +38,9 @@ class LedgerEntry:
     steps: int
     epsilon_after: float
     timestamp: float = field(default_factory=time.time)
+    # "dp-sgd" for a round of discriminator steps; "label-prior" for the one Gaussian
+    # release of the site's class counts (q = 1, one step).
+    purpose: str = "dp-sgd"
 
 
 class PrivacyLedger:
@@ -134,7 +137,8 @@ class PrivacyLedger:
             )
         return projected
 
-    def record(self, *, run_id: str, server_round: int, history: list[HistoryEntry]) -> LedgerEntry:
+    def record(self, *, run_id: str, server_round: int, history: list[HistoryEntry],
+               purpose: str = "dp-sgd") -> LedgerEntry:
         """Append the steps of one release and write the ledger durably.
 
         ``history`` is the accountant's history for the release (normally a single
@@ -150,7 +154,7 @@ class PrivacyLedger:
         sigma, rate = float(history[0][0]), float(history[0][1])
         epsilon_after = self.projected_epsilon(noise_multiplier=sigma, sample_rate=rate, steps=steps)
         entry = LedgerEntry(run_id=run_id, server_round=server_round, noise_multiplier=sigma,
-                            sample_rate=rate, steps=steps, epsilon_after=epsilon_after)
+                            sample_rate=rate, steps=steps, epsilon_after=epsilon_after, purpose=purpose)
         self.entries.append(entry)
         self.save()
         return entry

@@ -88,9 +88,11 @@ def test_site_past_its_budget_replies_with_an_error_and_survives(flower_identity
     reply = app(msg, _context(greedy, 1))
     assert reply.has_error()
     assert "PrivacyBudgetExceeded" in reply.error.reason and "site-1" in reply.error.reason
-    # Nothing was spent, and the node still answers the next message.
+    # No DP-SGD round was spent (only the one-off class-prior release), and the node
+    # still answers the next message.
     ledger = SiteConfig.for_simulation(greedy, 1).ledger_path
     import json
-    assert json.loads(ledger.read_text())["entries"] == []
+    entries = json.loads(ledger.read_text())["entries"]
+    assert [e["purpose"] for e in entries] == ["label-prior"]
     ok = app(_message(small_run)[0], _context(small_run, 1))
     assert not ok.has_error()

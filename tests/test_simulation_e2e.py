@@ -28,9 +28,10 @@ def test_three_site_federation_end_to_end(tmp_path):
     # epsilon equals a recomputation from its history.
     for site in range(3):
         raw = json.loads((directory.root / "sites" / f"site-{site}" / "privacy_ledger.json").read_text())
-        assert [e["server_round"] for e in raw["entries"]] == [1, 2]
+        assert [(e["purpose"], e["server_round"]) for e in raw["entries"]] == [
+            ("label-prior", 0), ("dp-sgd", 1), ("dp-sgd", 2)]
         epsilons = [e["epsilon_after"] for e in raw["entries"]]
-        assert epsilons[0] < epsilons[1] <= 4.0
+        assert epsilons[0] < epsilons[1] < epsilons[2] <= 4.0
         history_ = [(e["noise_multiplier"], e["sample_rate"], e["steps"]) for e in raw["entries"]]
         assert epsilon_from_history(history_, delta=raw["target_delta"]) == pytest.approx(epsilons[-1])
     report = ecg_report(run.run_dir, n_per_class=40, dtw_samples=10, wfdb_per_class=10)

@@ -61,7 +61,7 @@ class EcgConfig:
     model_fs: int = 180
     window: int = 128
     r_offset: int = 50
-    amplitude_scale_mv: float = 3.0
+    amplitude_scale_mv: float = 5.0
     label_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LABEL_MAP))
     class_names: tuple[str, ...] = ("N", "V")
     leads: tuple[str, ...] = ("MLII", "II", "ECG")

@@ -1,1 +1,74 @@
-"""metrics."""
+"""Utility metrics for synthetic ECG beats and chest X-rays (pure numpy/scipy/torch, no Flower).
+
+* :mod:`.dtw` - exact and Sakoe-Chiba banded DTW, all-pairs matrices, nearest-neighbour DTW.
+* :mod:`.frechet` - Fréchet distance with an injected feature extractor (FID-style).
+* :mod:`.encoder` - supervised domain encoders whose features feed the set metrics.
+* :mod:`.distribution` - RBF MMD^2 and precision/recall/density/coverage in feature space.
+* :mod:`.fidelity` - PSNR, SSIM and nearest-real-neighbour RMSE/MAE (read their caveats).
+"""
+
+from medgan_core.metrics.distribution import PRDC, median_heuristic_bandwidth, mmd2, prdc
+from medgan_core.metrics.dtw import (
+    NearestNeighbourDTW,
+    band_radius,
+    dtw_distance,
+    dtw_matrix,
+    mean_nn_dtw,
+    to_dtaidistance_window,
+)
+from medgan_core.metrics.encoder import (
+    Encoder,
+    EncoderConfig,
+    build_encoder,
+    load_encoder,
+    train_encoder,
+)
+from medgan_core.metrics.fidelity import (
+    NearestNeighbourFidelity,
+    nearest_neighbour_fidelity,
+    psnr,
+    ssim,
+)
+from medgan_core.metrics.frechet import (
+    FeatureSums,
+    FrechetDistance,
+    TorchScriptFeatureExtractor,
+    feature_statistics,
+    frechet_distance,
+    statistics_from_sums,
+    update_feature_sums,
+)
+
+__all__ = [
+    # dtw
+    "NearestNeighbourDTW",
+    "band_radius",
+    "dtw_distance",
+    "dtw_matrix",
+    "mean_nn_dtw",
+    "to_dtaidistance_window",
+    # frechet
+    "FeatureSums",
+    "FrechetDistance",
+    "TorchScriptFeatureExtractor",
+    "feature_statistics",
+    "frechet_distance",
+    "statistics_from_sums",
+    "update_feature_sums",
+    # encoder
+    "Encoder",
+    "EncoderConfig",
+    "build_encoder",
+    "load_encoder",
+    "train_encoder",
+    # distribution
+    "PRDC",
+    "median_heuristic_bandwidth",
+    "mmd2",
+    "prdc",
+    # fidelity
+    "NearestNeighbourFidelity",
+    "nearest_neighbour_fidelity",
+    "psnr",
+    "ssim",
+]

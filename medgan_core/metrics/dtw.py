@@ -16,9 +16,13 @@ the end cell stays reachable. ``window`` is either
   (the UCR-suite convention).
 
 ``dtaidistance``'s ``window=w`` means radius ``w - 1``; :func:`to_dtaidistance_window`
-converts. Speed: all pairs of a batch are advanced together along anti-diagonals
-(a wavefront), so each numpy call updates thousands of DP cells; see
-``benchmarks/bench_dtw.py`` for measured pairs/s against dtaidistance's C code.
+converts.
+
+Backends (``backend=``): ``"numpy"`` advances all pairs of a chunk together along
+anti-diagonals (a wavefront), so each numpy call updates thousands of DP cells;
+``"dtaidistance"`` calls that package's C/OpenMP code; ``"auto"`` (default) takes
+dtaidistance when its C extension imports, else numpy. Results agree to round-off; the
+measured throughput of both is printed by ``benchmarks/bench_dtw.py``.
 """
 
 from __future__ import annotations
@@ -28,11 +32,19 @@ import math
 import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
 
 import numpy as np
 import torch
 
 from medgan_core.metrics._arrays import as_float64
+from medgan_core.metrics._dtw_kernels import (
+    band_offsets,
+    dtaidistance_block,
+    load_dtaidistance,
+    wavefront,
+)
 
 __all__ = [
     "NearestNeighbourDTW",
@@ -46,9 +58,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Window = int | float | None
-# About 2**18 DP cells per anti-diagonal buffer: large enough that numpy call overhead is
-# amortised, small enough that the working set stays in cache (measured best on CPU).
+Backend = Literal["auto", "numpy", "dtaidistance"]
+_BACKENDS = ("auto", "numpy", "dtaidistance")
+# Pairs per numpy chunk = this / length: large enough that numpy call overhead is
+# amortised, small enough that the DP buffers stay in cache (measured best on CPU).
 _CELLS_PER_CHUNK = 2**18
+# Pairs per dtaidistance call: bounds the memory of each returned block.
+_PAIRS_PER_C_CALL = 2**16
 
 
 @dataclass(frozen=True)
@@ -111,55 +127,40 @@ def to_dtaidistance_window(window: Window, n: int, m: int) -> int | None:
     return None if radius is None else radius + 1
 
 
-def _offsets(radius: int | None, n: int, m: int) -> tuple[int, int]:
-    """Allowed range ``lo <= j - i <= hi`` of the band."""
-    if radius is None:
-        return -(n - 1), m - 1
-    return -(radius + max(0, n - m)), radius + max(0, m - n)
-
-
-def _wavefront(a_t: np.ndarray, b_rev_t: np.ndarray, lo_off: int, hi_off: int) -> np.ndarray:
-    """DTW of ``P`` pairs at once; ``a_t`` is (n, P), ``b_rev_t`` is (m, P) reversed in time.
-
-    Cells on anti-diagonal ``k = i + j`` depend only on diagonals ``k-1`` and ``k-2``, so a
-    whole diagonal of every pair is one vectorised update. Buffers are indexed by ``i + 1``
-    (row 0 is the virtual ``i = -1`` border) with pairs contiguous along the last axis.
-    """
-    n, pairs = a_t.shape
-    m = b_rev_t.shape[0]
-    prev2 = np.full((n + 2, pairs), np.inf)  # diagonal k-2
-    prev1 = np.full((n + 2, pairs), np.inf)  # diagonal k-1
-    cur = np.full((n + 2, pairs), np.inf)
-    prev2[0] = 0.0  # D[-1, -1] = 0 starts every path at (0, 0)
-    cost = np.empty((n, pairs))
-    best = np.empty((n, pairs))
-    for k in range(n + m - 1):
-        lo = max(0, k - m + 1, -((hi_off - k) // 2))  # ceil((k - hi_off) / 2)
-        hi = min(n - 1, k, (k - lo_off) // 2)
-        if lo > hi:  # odd diagonals of a zero-width band (r = 0, n = m) hold no cell
-            cur.fill(np.inf)
-        else:
-            width = hi - lo + 1
-            c, t = cost[:width], best[:width]
-            np.subtract(a_t[lo : hi + 1], b_rev_t[m - 1 - k + lo : m - k + hi], out=c)
-            np.multiply(c, c, out=c)
-            np.minimum(prev1[lo : hi + 1], prev1[lo + 1 : hi + 2], out=t)  # up, left
-            np.minimum(t, prev2[lo : hi + 1], out=t)  # diagonal
-            np.add(c, t, out=cur[lo + 1 : hi + 2])
-            # The band edges move by at most one cell per diagonal, so the only stale
-            # entries the next two diagonals can read are the two just outside this one.
-            cur[lo] = np.inf
-            cur[hi + 2] = np.inf
-        prev2, prev1, cur = prev1, cur, prev2
-    return np.sqrt(prev1[n])
+def _resolve_backend(backend: Backend) -> ModuleType | None:
+    """The dtaidistance module to use, or ``None`` for the numpy wavefront."""
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend={backend!r} is unknown; choose one of {_BACKENDS}.")
+    if backend == "numpy":
+        return None
+    dtai = load_dtaidistance()
+    if dtai is None and backend == "dtaidistance":
+        raise ImportError(
+            "backend='dtaidistance' needs dtaidistance with its C extension; "
+            "`pip install dtaidistance` or use backend='auto' / 'numpy'."
+        )
+    return dtai
 
 
 def _pair_chunks(
-    a: np.ndarray, b: np.ndarray, radius_window: Window
+    a: np.ndarray, b: np.ndarray, window: Window, backend: Backend
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``(rows, cols, distances)`` for all pairs of ``a`` x ``b``, chunk by chunk."""
+    """Yield ``(rows, cols, distances)`` covering all pairs of ``a`` x ``b``, chunk by chunk."""
     (n_a, n), (n_b, m) = a.shape, b.shape
-    lo_off, hi_off = _offsets(band_radius(radius_window, n, m), n, m)
+    radius = band_radius(window, n, m)
+    dtai = _resolve_backend(backend)
+    if dtai is not None:
+        series = np.vstack([a, b]) if n == m else [*a, *b]
+        dtai_window = None if radius is None else radius + 1  # dtaidistance counts from 1
+        step = max(1, _PAIRS_PER_C_CALL // n_b)
+        cols = np.tile(np.arange(n_b), step)
+        for r0 in range(0, n_a, step):
+            r1 = min(r0 + step, n_a)
+            rows = np.repeat(np.arange(r0, r1), n_b)
+            dist = dtaidistance_block(dtai, series, (r0, r1), (n_a, n_a + n_b), dtai_window)
+            yield rows, cols[: rows.size], dist
+        return
+    lo_off, hi_off = band_offsets(radius, n, m)
     a_t = np.ascontiguousarray(a.T)  # (n, N)
     b_rev_t = np.ascontiguousarray(b[:, ::-1].T)  # (m, M)
     chunk = max(64, _CELLS_PER_CHUNK // max(n, m))
@@ -167,11 +168,15 @@ def _pair_chunks(
     for start in range(0, total, chunk):
         idx = np.arange(start, min(start + chunk, total))
         rows, cols = idx // n_b, idx % n_b
-        yield rows, cols, _wavefront(a_t[:, rows], b_rev_t[:, cols], lo_off, hi_off)
+        yield rows, cols, wavefront(a_t[:, rows], b_rev_t[:, cols], lo_off, hi_off)
 
 
 def dtw_distance(
-    x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, window: Window = None
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    window: Window = None,
+    backend: Backend = "auto",
 ) -> float:
     """DTW between two 1-D sequences (lengths may differ).
 
@@ -179,20 +184,27 @@ def dtw_distance(
         x: Sequence of length ``n``.
         y: Sequence of length ``m``.
         window: Band; see the module docstring.
+        backend: ``"auto"``, ``"numpy"`` or ``"dtaidistance"``; see the module docstring.
 
     Returns:
         ``sqrt`` of the minimal summed squared difference along a warping path.
 
     Raises:
-        ValueError: On empty, non-1-D or non-finite input, or an invalid ``window``.
+        ValueError: On empty, non-1-D or non-finite input, an invalid ``window`` or
+            an unknown ``backend``.
+        ImportError: If ``backend="dtaidistance"`` and its C extension is missing.
     """
     xs = as_float64("x", x, ndim=1)
     ys = as_float64("y", y, ndim=1)
-    return float(dtw_matrix(xs[None], ys[None], window=window)[0, 0])
+    return float(dtw_matrix(xs[None], ys[None], window=window, backend=backend)[0, 0])
 
 
 def dtw_matrix(
-    a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, *, window: Window = None
+    a: np.ndarray | torch.Tensor,
+    b: np.ndarray | torch.Tensor,
+    *,
+    window: Window = None,
+    backend: Backend = "auto",
 ) -> np.ndarray:
     """All-pairs DTW between the rows of ``a`` (N, n) and ``b`` (M, m).
 
@@ -200,17 +212,20 @@ def dtw_matrix(
         a: N sequences of length n.
         b: M sequences of length m (m may differ from n).
         window: Band; see the module docstring.
+        backend: ``"auto"``, ``"numpy"`` or ``"dtaidistance"``; see the module docstring.
 
     Returns:
         float64 array (N, M) with ``out[i, j] = dtw_distance(a[i], b[j])``.
 
     Raises:
-        ValueError: On empty, non-2-D or non-finite input, or an invalid ``window``.
+        ValueError: On empty, non-2-D or non-finite input, an invalid ``window`` or
+            an unknown ``backend``.
+        ImportError: If ``backend="dtaidistance"`` and its C extension is missing.
     """
     a64 = as_float64("a", a, ndim=2)
     b64 = as_float64("b", b, ndim=2)
     out = np.empty((a64.shape[0], b64.shape[0]))
-    for rows, cols, dist in _pair_chunks(a64, b64, window):
+    for rows, cols, dist in _pair_chunks(a64, b64, window, backend):
         out[rows, cols] = dist
     return out
 
@@ -220,6 +235,7 @@ def mean_nn_dtw(
     real: np.ndarray | torch.Tensor,
     *,
     window: Window,
+    backend: Backend = "auto",
 ) -> NearestNeighbourDTW:
     """Mean nearest-neighbour DTW in both directions between synthetic and real beats.
 
@@ -230,19 +246,22 @@ def mean_nn_dtw(
         synthetic: Synthetic beats (N, L).
         real: Real beats (M, L'), typically a held-out set.
         window: Band; see the module docstring.
+        backend: ``"auto"``, ``"numpy"`` or ``"dtaidistance"``; see the module docstring.
 
     Returns:
         The two mean nearest-neighbour distances.
 
     Raises:
-        ValueError: On empty, non-2-D or non-finite input, or an invalid ``window``.
+        ValueError: On empty, non-2-D or non-finite input, an invalid ``window`` or
+            an unknown ``backend``.
+        ImportError: If ``backend="dtaidistance"`` and its C extension is missing.
     """
     syn = as_float64("synthetic", synthetic, ndim=2)
     ref = as_float64("real", real, ndim=2)
     # Reduce chunk by chunk so memory stays O(N + M) rather than O(N * M).
     syn_best = np.full(syn.shape[0], np.inf)
     real_best = np.full(ref.shape[0], np.inf)
-    for rows, cols, dist in _pair_chunks(syn, ref, window):
+    for rows, cols, dist in _pair_chunks(syn, ref, window, backend):
         np.minimum.at(syn_best, rows, dist)
         np.minimum.at(real_best, cols, dist)
     logger.debug("mean_nn_dtw over %d x %d pairs", syn.shape[0], ref.shape[0])

@@ -39,9 +39,13 @@ class Generator1D(nn.Module):
         channels, length = width * 2, 16
         while length < config.beat_length:
             out_channels = max(channels // 2, 16)
+            # Nearest upsampling + conv avoids the checkerboard ripple of transposed
+            # convolutions; GroupNorm normalises per sample, so training and sampling
+            # behave alike and there are no batch statistics to average across sites.
             blocks += [
-                nn.ConvTranspose1d(channels, out_channels, kernel_size=4, stride=2, padding=1),
-                nn.BatchNorm1d(out_channels),
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv1d(channels, out_channels, kernel_size=5, padding=2),
+                nn.GroupNorm(8, out_channels),
                 nn.ReLU(inplace=True),
             ]
             channels, length = out_channels, length * 2

@@ -6,9 +6,12 @@ Privacy reasoning, in short:
   Poisson sampling: per-sample gradients are clipped to ``max_grad_norm`` and Gaussian
   noise is added, and Opacus's RDP accountant records ``(sigma, q, steps)``.
 * The fakes in a discriminator step are a *fixed* number (the expected batch size) with
-  labels drawn uniformly, independent of the real batch. If they were paired with the
+  labels drawn from a class prior that was itself released with DP (see
+  ``medgan_core.site``), independent of the real batch. If they were paired with the
   real batch (same size, same labels), adding or removing one record would change two
-  clipped terms and the sensitivity would be 2C, not C.
+  clipped terms and the sensitivity would be 2C, not C. The prior matters for utility:
+  with uniform fake labels and rare real V beats, the discriminator learns "label V means
+  fake" from the label alone and the generator never learns V morphology.
 * The generator step sees the discriminator only through its outputs on fakes. The
   discriminator's parameters are frozen during that step, so the generator's backward
   pass neither fills per-sample gradients nor calls the DP optimizer, and the accountant
@@ -88,6 +91,10 @@ def _random_labels(count: int, num_classes: int, generator: torch.Generator) -> 
     return torch.randint(0, num_classes, (count,), generator=generator)
 
 
+def _prior_labels(count: int, prior: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return torch.multinomial(prior, count, replacement=True, generator=generator)
+
+
 def train_local_gan(
     *,
     gan: GanPair,
@@ -95,6 +102,7 @@ def train_local_gan(
     labels: torch.Tensor,
     config: LocalTrainingConfig,
     dp: DPSettings | None,
+    fake_label_prior: torch.Tensor | None = None,
     progress: ProgressFn | None = None,
 ) -> LocalTrainingResult:
     """Run ``config.local_steps`` discriminator+generator steps on one site's data.
@@ -106,6 +114,10 @@ def train_local_gan(
         config: Steps, batch size, learning rates, seed.
         dp: DP-SGD settings, or ``None`` for non-private training (a control, never the
             default in a federation).
+        fake_label_prior: (num_classes,) class probabilities for the fakes of the
+            discriminator step; must not be computed from the data without DP. ``None``
+            means uniform. The generator step always uses uniform labels, so every class
+            gets the same share of generator updates.
         progress: Called as ``progress(step, total_steps, metrics)`` every few steps.
 
     Returns:
@@ -142,6 +154,8 @@ def train_local_gan(
             discriminator, d_optimizer, loader = prepared
         logger.debug("DP-SGD with noise %.3f, clip %.2f, %s per-sample gradients",
                      dp.noise_multiplier, dp.max_grad_norm, dp.grad_sample_mode)
+    prior = (torch.full((gan.num_classes,), 1.0 / gan.num_classes) if fake_label_prior is None
+             else torch.as_tensor(fake_label_prior, dtype=torch.float64).clamp(min=1e-6))
     sample_rate = config.batch_size / len(beats)
     fake_count = config.batch_size  # public and fixed; see module docstring
     d_losses: list[float] = []
@@ -150,7 +164,7 @@ def train_local_gan(
     for step in range(1, config.local_steps + 1):
         real, real_labels = next(batches)
         d_losses.append(_discriminator_step(
-            gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, fake_rng))
+            gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng))
         g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, fake_rng))
         if progress is not None and (step % 50 == 0 or step == config.local_steps):
             progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
@@ -172,9 +186,9 @@ def _cycle(loader: DataLoader):
 
 def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
                         criterion: nn.Module, real: torch.Tensor, real_labels: torch.Tensor,
-                        fake_count: int, rng: torch.Generator) -> float:
+                        fake_count: int, prior: torch.Tensor, rng: torch.Generator) -> float:
     with torch.no_grad():
-        fake_labels = _random_labels(fake_count, gan.num_classes, rng)
+        fake_labels = _prior_labels(fake_count, prior, rng)
         fake = gan.generator(torch.randn(fake_count, gan.latent_dim, generator=rng), fake_labels)
     inputs = torch.cat([real, fake])
     labels = torch.cat([real_labels, fake_labels])
