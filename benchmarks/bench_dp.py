@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MODES = ("non-dp", "hooks", "ghost", "functorch")
 sys.path.insert(0, str(ROOT))
 
 
@@ -32,7 +33,20 @@ def _throughput_worker(mode: str, steps: int, batch_size: int) -> dict:
     torch.set_num_threads(1)
     from medgan_core.data.ecg import EcgConfig, load_ecg_records
     from medgan_core.models.registry import create_gan
+    from medgan_core.training import dp_gan
     from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
+
+    d_step_seconds = [0.0]
+    timed = dp_gan._discriminator_step
+
+    def discriminator_step_timer(*args, **kwargs):  # the part DP changes
+        start = time.perf_counter()
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            d_step_seconds[0] += time.perf_counter() - start
+
+    dp_gan._discriminator_step = discriminator_step_timer
 
     beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
     x, y = torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
@@ -40,25 +54,28 @@ def _throughput_worker(mode: str, steps: int, batch_size: int) -> dict:
     config = LocalTrainingConfig(local_steps=steps, batch_size=batch_size)
     train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, dp=dp,
                     config=LocalTrainingConfig(local_steps=5, batch_size=batch_size))  # warm-up
+    d_step_seconds[0] = 0.0
     start = time.perf_counter()
     train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config, dp=dp)
     seconds = time.perf_counter() - start
     return {"mode": mode, "seconds": seconds, "samples_per_s": steps * batch_size / seconds,
+            "d_samples_per_s": steps * batch_size / d_step_seconds[0],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def bench_throughput(steps: int, batch_size: int) -> list[dict]:
     rows = []
-    for mode in ("non-dp", "hooks", "ghost"):
+    for mode in MODES:
         out = subprocess.run([sys.executable, __file__, "--worker", mode, "--steps", str(steps),
                               "--batch-size", str(batch_size)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    base = rows[0]["samples_per_s"]
-    print(f"\nDP vs non-DP local GAN training (D+G steps), {steps} steps, batch {batch_size}, 1 thread")
-    print(f"{'mode':<8} {'samples/s':>10} {'time s':>8} {'slowdown':>9} {'peak RSS MB':>12}")
+    base, d_base = rows[0]["samples_per_s"], rows[0]["d_samples_per_s"]
+    print(f"\nDP vs non-DP local GAN training, {steps} steps, batch {batch_size} real samples, 1 thread")
+    print(f"{'mode':<8} {'step samples/s':>15} {'slowdown':>9} {'D-step samples/s':>17} {'slowdown':>9} "
+          f"{'peak RSS MB':>12}")
     for r in rows:
-        print(f"{r['mode']:<8} {r['samples_per_s']:>10.0f} {r['seconds']:>8.2f} {base / r['samples_per_s']:>8.2f}x "
-              f"{r['peak_rss_mb']:>12.0f}")
+        print(f"{r['mode']:<8} {r['samples_per_s']:>15.0f} {base / r['samples_per_s']:>8.2f}x "
+              f"{r['d_samples_per_s']:>17.0f} {d_base / r['d_samples_per_s']:>8.2f}x {r['peak_rss_mb']:>12.0f}")
     return rows
 
 

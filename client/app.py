@@ -15,9 +15,11 @@ from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
+from medgan_core.audit import parse_attacks, site_audit
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.site import SiteConfig, evaluate_round, train_round
+from privacy.audit.runner import audit_metrics
 from privacy.ledger import PrivacyBudgetExceeded
 
 logger = logging.getLogger(__name__)
@@ -90,3 +92,25 @@ def evaluate(msg: Message, context: Context) -> Message:
     except ConfigError as error:
         return _refuse(msg, site.site_id, error)
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+@app.query("audit")
+def audit(msg: Message, context: Context) -> Message:
+    """Membership audit of the global model on this site's own records.
+
+    The site attacks the global GAN with its training records as members and its own
+    held-out patients as non-members (``medgan_core.audit.site_audit``). Only scalars
+    (AUC with CI, TPR at low FPR, counts) leave the site: no record, embedding or
+    per-record score. They are aggregate statistics outside the DP guarantee, like the
+    evaluation losses.
+    """
+    torch.set_num_threads(1)
+    run = RunConfig.from_mapping(context.run_config)
+    site = site_for(context, run)
+    try:
+        config = msg.content["config"] if "config" in msg.content else {}
+        attacks = parse_attacks(str(config.get("attacks", run.audit_attacks)))
+        audits = site_audit(site=site, run=run, weights=_weights(msg), attacks=attacks, seed=run.seed)
+    except (ConfigError, ValueError) as error:
+        return _refuse(msg, site.site_id, error)
+    return Message(content=RecordDict({"metrics": MetricRecord(audit_metrics(audits))}), reply_to=msg)

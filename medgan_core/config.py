@@ -44,7 +44,20 @@ class RunConfig:
     min_nodes: int = 2
     fraction_evaluate: float = 1.0
     audit_every: int = 0
+    # Membership audit (medgan_core.audit): attacks run by the audits, and the number of
+    # one-run audit canaries offered to simulated site 0 (each included with prob. 1/2).
+    audit_attacks: str = "logan gan_leaks gan_leaks_calibrated domias"
+    canaries: int = 0
     image_size: int = 64
+    # A run directory whose latest checkpoint this run continues from ("" = start fresh).
+    resume_from: str = ""
+    # Federated evaluation at each site (medgan_core.evaluation.site_scalars): samples per
+    # site and round, epochs of the site's own encoder (trained once, kept at the site) and
+    # of the TSTR classifier; a site holds out whole patients only from this many patients.
+    eval_samples: int = 512
+    eval_encoder_epochs: int = 2
+    eval_classifier_epochs: int = 3
+    site_eval_min_patients: int = 4
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> "RunConfig":
@@ -82,6 +95,8 @@ class RunConfig:
             )
         if self.max_grad_norm <= 0:
             raise ConfigError(f"max-grad-norm={self.max_grad_norm} must be positive")
+        if self.audit_every < 0 or self.canaries < 0:
+            raise ConfigError(f"audit-every={self.audit_every} and canaries={self.canaries} must be >= 0")
 
     def site_record_groups(self) -> list[list[str]]:
         return [group.split() for group in self.site_records.split("|") if group.strip()]

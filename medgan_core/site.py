@@ -21,7 +21,15 @@ import torch
 from medgan_core.config import RunConfig
 from medgan_core.data.ecg import EcgConfig, load_ecg_records
 from medgan_core.data.report import DataReport
+from medgan_core.data.splits import split_by_patient
 from medgan_core.errors import ConfigError
+from medgan_core.evaluation import (
+    LabelledSet,
+    SitePatientSplit,
+    load_or_train_encoder,
+    site_scalars,
+    split_site_patients,
+)
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import gan_state, load_gan_state
@@ -30,12 +38,16 @@ from privacy.accounting import noise_multiplier_for_target
 from privacy.ledger import PrivacyBudgetExceeded, PrivacyLedger
 
 __all__ = [
+    "PatientShare",
     "SiteConfig",
     "SiteData",
     "build_gan",
     "evaluate_round",
     "load_site_data",
+    "training_records",
+    "split_xray_patients",
     "train_round",
+    "xray_share_weights",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,6 +65,13 @@ class SiteConfig:
         target_epsilon, target_delta: The site's total budget over every run.
         max_local_steps: Upper bound on local steps per round, whatever is requested.
         allow_non_private: Whether a run may train without DP (simulated controls only).
+        patient_share: Simulated X-ray sites only: which patients of the image directory
+            are this site's (see :class:`PatientShare`); ``None`` means all of them.
+        audit_paths: ECG records of patients the site never trains on, used only by the
+            membership audit (``query.audit``): non-members and reference, split by patient.
+        canaries: Simulation only: whether the run's audit canaries (run-config
+            ``canaries``, see :mod:`medgan_core.audit`) are offered to this site's training
+            data; each is included with probability 1/2. Never set for a deployed site.
     """
 
     site_id: str
@@ -63,6 +82,9 @@ class SiteConfig:
     target_delta: float
     max_local_steps: int = 1000
     allow_non_private: bool = False
+    patient_share: "PatientShare | None" = None
+    audit_paths: tuple[str, ...] = ()
+    canaries: bool = False
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "SiteConfig":
@@ -93,26 +115,93 @@ class SiteConfig:
                 target_delta=float(budget["target-delta"]),
                 max_local_steps=int(raw.get("limits", {}).get("max-local-steps", 1000)),
                 allow_non_private=bool(raw.get("limits", {}).get("allow-non-private", False)),
+                audit_paths=tuple(str(base / data["dir"] / r) for r in raw.get("audit", {}).get("records", [])),
             )
         except KeyError as exc:
             raise ConfigError(f"{path}: missing key {exc}; see the README's site config example") from exc
 
     @classmethod
     def for_simulation(cls, run: RunConfig, partition_id: int) -> "SiteConfig":
-        """The simulated site ``partition_id``: its patients and a ledger in the run dir."""
+        """The simulated site ``partition_id``: its patients and a ledger in the run dir.
+
+        ECG: ``site-records`` lists each site's records. X-ray: ``site-records`` and
+        ``holdout-records`` are relative shares of the patients of ``data-root`` (see
+        :func:`xray_share_weights`).
+        """
         groups = run.site_record_groups()
         if not 0 <= partition_id < len(groups):
             raise ConfigError(
                 f"partition {partition_id} has no records: site-records defines {len(groups)} sites; "
                 "use as many simulated nodes as site groups"
             )
+        share = None
+        if run.modality == "xray":
+            share = PatientShare(weights=xray_share_weights(run), group=partition_id, seed=run.seed)
         return cls(
-            site_id=f"site-{partition_id}", modality=run.modality,
-            data_paths=tuple(str(p) for p in run.record_paths(groups[partition_id])),
+            site_id=f"site-{partition_id}", modality=run.modality, patient_share=share,
+            data_paths=(run.data_root,) if share else tuple(str(p) for p in run.record_paths(groups[partition_id])),
             ledger_path=Path(run.run_dir) / "sites" / f"site-{partition_id}" / "privacy_ledger.json",
             target_epsilon=run.target_epsilon, target_delta=run.target_delta,
             allow_non_private=True,
+            audit_paths=() if share else tuple(str(p) for p in run.record_paths(run.holdout_records.split())),
+            canaries=partition_id == 0 and run.canaries > 0,
         )
+
+
+@dataclass(frozen=True)
+class PatientShare:
+    """Simulation only: one group of a seeded patient-level split of an image directory.
+
+    Attributes:
+        weights: Relative share of the images for every simulated site, then for the
+            held-out patients; e.g. ``(1, 1, 1, 1)``: three sites and a hold-out set of
+            about equal size.
+        group: This site's group (the held-out group is the last and is never a site).
+        seed: Seed of the patient shuffle.
+    """
+
+    weights: tuple[float, ...]
+    group: int
+    seed: int
+
+    def select(self, patient_ids: list[str]) -> np.ndarray:
+        """Indices of this group's images among ``patient_ids`` (whole patients only)."""
+        return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed)[self.group]
+
+
+def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
+    """Simulated X-ray sites: ``site-records`` and ``holdout-records`` as patient shares.
+
+    An image folder has no record names to list, so for modality ``xray`` each
+    ``|``-separated group of ``site-records`` is one number, the site's relative share of
+    the images of ``data-root``, and ``holdout-records`` is the held-out share:
+    ``site-records="1|1|1" holdout-records="1"`` gives three sites and a hold-out set of
+    about a quarter of the images each, in whole patients.
+
+    Returns:
+        The site weights followed by the hold-out weight.
+
+    Raises:
+        ConfigError: a group is not one positive number.
+    """
+    groups = run.site_record_groups() + [run.holdout_records.split()]
+    try:
+        weights = tuple(float(group[0]) if len(group) == 1 else math.nan for group in groups)
+    except ValueError:
+        weights = (math.nan,)
+    if len(groups) < 2 or not all(w > 0 and math.isfinite(w) for w in weights):
+        raise ConfigError(
+            f"modality xray: site-records={run.site_records!r} holdout-records={run.holdout_records!r} "
+            "must be relative shares of the patients, one positive number per site, e.g. "
+            "site-records='1|1|1' holdout-records='1'"
+        )
+    return weights
+
+
+def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Image indices per group of :func:`split_by_patient` with normalised ``weights``."""
+    total = sum(weights)
+    return split_by_patient(patient_ids, fractions=[w / total for w in weights], seed=seed)
 
 
 @dataclass(frozen=True)
@@ -124,19 +213,32 @@ class SiteData:
 
 
 @functools.lru_cache(maxsize=8)
-def load_site_data(modality: str, data_paths: tuple[str, ...], image_size: int = 64) -> SiteData:
-    """Read and cache a site's data; a bad record is skipped and reported, never fatal."""
+def load_site_data(modality: str, data_paths: tuple[str, ...], image_size: int = 64,
+                   patient_share: PatientShare | None = None) -> SiteData:
+    """Read and cache a site's data; a bad record is skipped and reported, never fatal.
+
+    For a simulated X-ray site (``patient_share``), the report covers the whole folder.
+    """
     if modality == "ecg":
         beats, report = load_ecg_records(list(data_paths), EcgConfig())
         samples = torch.from_numpy(beats.beats).unsqueeze(1)
         return SiteData(samples, torch.from_numpy(beats.labels), beats.class_names, report)
     if modality == "xray":
-        from medgan_core.data.xray import load_xray_dataset
-
-        images, labels, _patients, report = load_xray_dataset(data_paths[0], size=image_size)
+        images, labels, patients, report = _xray_folder(data_paths[0], image_size)
+        if patient_share is not None:
+            chosen = patient_share.select(patients)
+            images, labels = images[chosen], np.asarray(labels)[chosen]
         samples = torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1)  # [0,1] -> [-1,1]
         return SiteData(samples, torch.from_numpy(np.asarray(labels)).long(), ("NORMAL", "PNEUMONIA"), report)
     raise ConfigError(f"unknown modality {modality!r}; use 'ecg' or 'xray'")
+
+
+@functools.lru_cache(maxsize=2)
+def _xray_folder(root: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], DataReport]:
+    # Simulated sites share one folder; a worker process hosting several reads it once.
+    from medgan_core.data.xray import load_xray_dataset
+
+    return load_xray_dataset(root, size=image_size)
 
 
 def build_gan(run: RunConfig, num_classes: int = 2) -> GanPair:
@@ -147,7 +249,7 @@ def build_gan(run: RunConfig, num_classes: int = 2) -> GanPair:
 
 
 def _site_data(site: SiteConfig, run: RunConfig) -> SiteData:
-    return load_site_data(site.modality, site.data_paths, run.image_size)
+    return load_site_data(site.modality, site.data_paths, run.image_size, site.patient_share)
 
 
 def train_round(
@@ -166,7 +268,7 @@ def train_round(
         PrivacyBudgetExceeded: if the round would take the site past its budget.
         ConfigError: if the run asks for something the site does not allow.
     """
-    data = _site_data(site, run)
+    data = _site_training_data(site, run)  # never the site's held-out evaluation patients
     local_steps = min(run.local_steps, site.max_local_steps)
     if local_steps < run.local_steps:
         logger.warning("%s: run asks %d local steps, site limit is %d", site.site_id, run.local_steps, local_steps)
@@ -262,33 +364,95 @@ def _derive_noise(ledger: PrivacyLedger, *, run: RunConfig, server_round: int, s
 
 
 def evaluate_round(*, site: SiteConfig, run: RunConfig, weights: dict[str, np.ndarray]) -> dict[str, float]:
-    """Scalar losses of the global model on the site's data, plus the site's spend.
+    """Scalar losses and utility of the global model on the site's evaluation patients.
 
+    Evaluation patients: a site with at least ``site-eval-min-patients`` patients holds out
+    whole patients (never trained on, see :func:`_site_training_data`); a smaller site
+    evaluates on its training patients and reports ``eval-held-out = 0``. The utility
+    scalars (:data:`medgan_core.evaluation.SITE_SCALAR_KEYS`) are computed in the site's
+    own encoder space, trained once on its training patients and kept at the site.
     Only means over the site's data leave the site, never per-record values.
     """
-    data = _site_data(site, run)
+    split = _evaluation_split(site, run)
+    data = _site_data(site, run) if not split.held_out else load_site_data(
+        site.modality, split.evaluate, run.image_size)
     gan = build_gan(run, len(data.class_names))
     load_gan_state(gan, weights)
     gan.generator.eval()
     gan.discriminator.eval()
     rng = torch.Generator().manual_seed(run.seed)
+    # Losses on a fixed random subset of eval-samples records: same estimate, a fraction of the time.
+    subset = LabelledSet(data.samples, data.labels).subsample(run.eval_samples, seed=run.seed)
     with torch.no_grad():
-        real_logits = gan.discriminator(data.samples, data.labels)
-        fake_labels = torch.randint(0, gan.num_classes, (len(data.labels),), generator=rng)
-        fake = gan.generator(torch.randn(len(data.labels), gan.latent_dim, generator=rng), fake_labels)
+        real_logits = gan.discriminator(subset.samples, subset.labels)
+        fake_labels = torch.randint(0, gan.num_classes, (len(subset),), generator=rng)
+        fake = gan.generator(torch.randn(len(subset), gan.latent_dim, generator=rng), fake_labels)
         fake_logits = gan.discriminator(fake, fake_labels)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     epsilon = math.inf
     if run.dp_enabled and site.ledger_path.exists():
         epsilon = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
                                      target_delta=site.target_delta).epsilon_spent()
+    d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+    g_loss = bce(fake_logits, torch.ones_like(fake_logits))
+    if gan.loss == "wasserstein":  # critic scores, not logits: dp_gan's losses (equal counts)
+        d_loss, g_loss = 0.5 * (fake_logits.mean() - real_logits.mean()), -fake_logits.mean()
     return {
         "num-examples": float(len(data.labels)),
         "epsilon": float(epsilon),
-        "d-loss": float(bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))),
-        "g-loss": float(bce(fake_logits, torch.ones_like(fake_logits))),
+        "d-loss": float(d_loss),
+        "g-loss": float(g_loss),
         "d-accuracy-real": float((real_logits > 0).float().mean()),
+        "eval-held-out": float(split.held_out),
+        **_site_utility(site, run, gan, data),
     }
+
+
+def _evaluation_split(site: SiteConfig, run: RunConfig) -> SitePatientSplit:
+    """The site's patient-level evaluation split, as record paths (ECG: one record, one patient).
+
+    An X-ray site's folder is not split here (its patients come from file names inside
+    one directory); it evaluates on its training patients and says so.
+    """
+    paths = site.data_paths if site.modality == "ecg" else ()
+    by_name = {f"{Path(p).parent.name}/{Path(p).name}": p for p in paths}
+    split = split_site_patients(list(by_name), min_patients=run.site_eval_min_patients)
+    return SitePatientSplit(train=tuple(by_name[n] for n in split.train) or site.data_paths,
+                            evaluate=tuple(by_name[n] for n in split.evaluate) or site.data_paths,
+                            held_out=split.held_out)
+
+
+def _site_training_data(site: SiteConfig, run: RunConfig) -> SiteData:
+    """:func:`training_records` plus, for the audited simulated site, its included canaries."""
+    data = training_records(site, run)
+    if not site.canaries:
+        return data
+    from medgan_core.audit import with_included_canaries  # the audit module imports this one
+
+    samples, labels = with_included_canaries(data.samples, data.labels, run)
+    return SiteData(samples, labels, data.class_names, data.report)
+
+
+def training_records(site: SiteConfig, run: RunConfig) -> SiteData:
+    """The site's data minus its evaluation patients (all of it when none are held out)."""
+    split = _evaluation_split(site, run)
+    if not split.held_out:
+        return _site_data(site, run)
+    return load_site_data(site.modality, split.train, run.image_size)
+
+
+def _site_utility(site: SiteConfig, run: RunConfig, gan: GanPair, data: SiteData) -> dict[str, float]:
+    """Utility scalars of ``gan`` on ``data`` in the site's own encoder space."""
+    train = _site_training_data(site, run)
+    # The encoder is a non-private model of the site's training data: it stays beside the
+    # ledger, in the site's private directory, and is reused so rounds stay comparable.
+    encoder = load_or_train_encoder(site.ledger_path.with_name("evaluation_encoder.pt"),
+                                    LabelledSet(train.samples, train.labels), modality=site.modality,
+                                    epochs=run.eval_encoder_epochs, seed=run.seed)
+    scale = EcgConfig().amplitude_scale_mv if site.modality == "ecg" else 1.0
+    return site_scalars(gan=gan, encoder=encoder, real=LabelledSet(data.samples, data.labels),
+                        num_classes=len(data.class_names), samples=run.eval_samples,
+                        classifier_epochs=run.eval_classifier_epochs, physical_scale=scale, seed=run.seed)
 
 
 def _stable_hash(text: str) -> int:

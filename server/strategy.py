@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
@@ -25,6 +25,32 @@ class RunRecorder(Strategy):
         self.run_dir = run_dir
         self.meta = meta
         self._round_record: dict = {}
+        # With a ServerApp evaluate_fn, Strategy.start calls it after aggregate_evaluate:
+        # the round's line then waits here and is written, with the central metrics, by
+        # the wrapper from record_central().
+        self._defer_line = False
+        self._pending_line: dict | None = None
+
+    def record_central(self, evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None
+                       ) -> Callable[[int, ArrayRecord], MetricRecord | None] | None:
+        """Wrap a ServerApp ``evaluate_fn`` so its metrics land in the round's metrics.jsonl
+        line under ``"central"`` (``None`` in, ``None`` out). The line is written even if
+        ``evaluate_fn`` raises."""
+        if evaluate_fn is None:
+            return None
+        self._defer_line = True
+
+        def evaluate_and_record(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+            metrics = None
+            try:
+                metrics = evaluate_fn(server_round, arrays)
+            finally:
+                line, self._pending_line = self._pending_line, None
+                if line is not None:  # None before round 1 (Strategy.start's initial call)
+                    self.run_dir.append_metrics({**line, "central": dict(metrics) if metrics is not None else None})
+            return metrics
+
+        return evaluate_and_record
 
     def summary(self) -> None:
         self.inner.summary()
@@ -55,7 +81,10 @@ class RunRecorder(Strategy):
         metrics = self.inner.aggregate_evaluate(server_round, replies)
         record = {**self._round_record, "evaluate": dict(metrics) if metrics is not None else None,
                   "evaluate_sites": _per_site(replies), "finished": time.time()}
-        self.run_dir.append_metrics(record)
+        if self._defer_line:
+            self._pending_line = record
+        else:
+            self.run_dir.append_metrics(record)
         return metrics
 
 

@@ -4,6 +4,9 @@
     medgan report   --run-dir DIR              recompute a run's report from its artifacts
     medgan generate --run-dir DIR --n N        N synthetic samples per class (WFDB for ECG)
     medgan privacy  ...                        noise multiplier <-> epsilon calculator
+    medgan audit    --run-dir DIR              membership-inference audit of a run (no retraining)
+    medgan study    [--quick]                  GAN variant x epsilon x setting table + plot (ECG)
+    medgan certs | coordinator | site ...      real deployment (docs/deployment.md)
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    # force: opacus.utils.module_utils calls logging.basicConfig at import (via
+    # privacy.calculator), which would otherwise make this a no-op and hide INFO logs.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("alembic", "matplotlib", "PIL", "filelock"):
+    for noisy in ("alembic", "matplotlib", "PIL", "filelock", "be.kuleuven.dtai.distance"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -63,6 +68,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         shutil.rmtree(run_dir)
     started = time.time()
+    from simulations.audit import write_canary_manifest
+
+    write_canary_manifest(run)  # inclusion bits stay in the run dir, with the auditor
     run_federation(run, verbose=args.verbose)
     logger.info("federation finished in %.0f s; writing the report", time.time() - started)
     if run.modality == "ecg":
@@ -84,12 +92,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     if run.modality == "ecg":
         from simulations.report import ecg_report
 
-        ecg_report(args.run_dir)
+        ecg_report(args.run_dir, inception=args.inception)
     else:
+        import inspect
+
         from simulations.xray_report import xray_report
 
-        xray_report(args.run_dir)
+        extra = {}
+        if args.inception:
+            if "inception" not in inspect.signature(xray_report).parameters:
+                raise SystemExit("the X-ray report does not take --inception yet; compute it with "
+                                 "medgan_core.evaluation.inception_fid(real, synthetic, path=...)")
+            extra["inception"] = args.inception
+        xray_report(args.run_dir, **extra)
     print((Path(args.run_dir) / "report.md").read_text())
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    import math
+
+    from simulations.study import StudyConfig, run_study
+
+    changes: dict = {"out_dir": Path(args.out), "overrides": _parse_overrides(args.run_config or [])}
+    if args.models:
+        changes["models"] = tuple(args.models.split(","))
+    if args.epsilons:
+        changes["epsilons"] = tuple(math.inf if e.strip().lower() in ("inf", "none", "nodp") else float(e)
+                                    for e in args.epsilons.split(","))
+    if args.settings:
+        changes["settings"] = tuple(args.settings.split(","))
+    for name in ("rounds", "local_steps"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    study = StudyConfig.quick(**changes) if args.quick else StudyConfig(**changes)
+    try:
+        run_study(study)
+    except ValueError as error:
+        raise SystemExit(f"medgan study: {error}") from error
+    print((study.out_dir / "study.md").read_text())
     return 0
 
 
@@ -109,6 +150,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
         paths = export_synthetic_images((samples + 1.0) / 2.0, labels, out, ("NORMAL", "PNEUMONIA"))
     print(json.dumps({"written": [str(p) for p in paths][:20], "per_class": args.n, "out": str(out)}, indent=2))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from simulations.audit import audit_run, format_table
+
+    report = audit_run(args.run_dir, attacks=args.attacks, n_synthetic=args.n_synthetic, seed=args.seed)
+    print(format_table(report))
+    print(f"\nwritten: {Path(args.run_dir) / 'audit' / 'audit.json'}, " + ", ".join(report["figures"]))
+    if report["violation"]:
+        print("VIOLATION: an empirical epsilon lower bound exceeds the accountant's epsilon; "
+              "this indicates a bug in accounting or the DP implementation", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -132,7 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="recompute the report of an existing run")
     report.add_argument("--run-dir", required=True)
+    report.add_argument("--inception", help="TorchScript Inception-v3 file for a conventional image FID "
+                        "(never downloaded; images only)")
     report.set_defaults(func=cmd_report)
+
+    study = sub.add_parser("study", help="GAN variants x epsilon {1,3,10,no DP} x centralized/local/federated")
+    study.add_argument("--out", default="runs/study", help="output directory (cells, study.md/.csv/.json/.png)")
+    study.add_argument("--quick", action="store_true", help="smoke budget: 2 rounds x 25 steps per data holder")
+    study.add_argument("--models", help="comma-separated registered 1-D GAN variants (default dcgan1d)")
+    study.add_argument("--epsilons", help="comma-separated targets, inf = no DP (default 1,3,10,inf)")
+    study.add_argument("--settings", help="comma-separated subset of centralized,local,federated")
+    study.add_argument("--rounds", type=int, help="rounds per data holder (default 3; --quick 2)")
+    study.add_argument("--local-steps", type=int, help="local steps per round (default 100; --quick 25)")
+    study.add_argument("--run-config", action="append", help="run-config overrides, as for simulate")
+    study.set_defaults(func=cmd_study)
 
     generate = sub.add_parser("generate", help="write N synthetic samples per class from a run's generator")
     generate.add_argument("--run-dir", required=True)
@@ -142,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=cmd_generate)
 
+    audit = sub.add_parser("audit", help="membership-inference audit of an existing run (no retraining)")
+    audit.add_argument("--run-dir", required=True)
+    audit.add_argument("--attacks", nargs="+", help="attack names (default: the run's audit-attacks)")
+    audit.add_argument("--n-synthetic", type=int, default=2000, help="samples drawn from the generator")
+    audit.add_argument("--seed", type=int, default=0)
+    audit.set_defaults(func=cmd_audit)
+
     try:
         from privacy.calculator import add_arguments
     except ImportError:  # pragma: no cover
@@ -150,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
         privacy = sub.add_parser("privacy", help="noise multiplier <-> epsilon calculator")
         add_arguments(privacy)
         privacy.set_defaults(func=cmd_privacy)
+
+    from client import daemon
+    from server import certs, coordinator
+
+    for name, module, text in (("certs", certs, "TLS certificates and site keys for a deployment"),
+                               ("coordinator", coordinator, "run the SuperLink, register sites, launch runs"),
+                               ("site", daemon, "hospital site: check data, run the SuperNode daemon")):
+        deploy = sub.add_parser(name, help=text)
+        module.add_arguments(deploy)
+        deploy.set_defaults(func=module.main)
     return parser
 
 

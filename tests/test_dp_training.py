@@ -29,9 +29,9 @@ def test_generator_step_leaves_discriminator_gradients_untouched(monkeypatch):
         return [(None if getattr(p, "grad_sample", None) is None else p.grad_sample.clone(),
                  None if p.grad is None else p.grad.clone()) for p in discriminator.parameters()]
 
-    def spy(gan, discriminator, optimizer, count, rng):
+    def spy(gan, discriminator, optimizer, count, prior, rng):
         before = snapshot(discriminator)
-        loss = original(gan, discriminator, optimizer, count, rng)
+        loss = original(gan, discriminator, optimizer, count, prior, rng)
         seen.append((before, snapshot(discriminator)))
         return loss
 

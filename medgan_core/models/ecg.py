@@ -24,6 +24,9 @@ class EcgGanConfig:
     beat_length: int = 128  # must be 16 * 2**k: the generator upsamples from 16
     generator_width: int = 64
     discriminator_width: int = 32
+    # "transpose": ConvTranspose1d + BatchNorm (classic DCGAN); "nearest": nearest
+    # upsampling + Conv1d + GroupNorm (no batch statistics to average across sites).
+    generator_upsampling: str = "transpose"
 
 
 class Generator1D(nn.Module):
@@ -39,15 +42,16 @@ class Generator1D(nn.Module):
         channels, length = width * 2, 16
         while length < config.beat_length:
             out_channels = max(channels // 2, 16)
-            # Nearest upsampling + conv avoids the checkerboard ripple of transposed
-            # convolutions; GroupNorm normalises per sample, so training and sampling
-            # behave alike and there are no batch statistics to average across sites.
-            blocks += [
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                nn.Conv1d(channels, out_channels, kernel_size=5, padding=2),
-                nn.GroupNorm(8, out_channels),
-                nn.ReLU(inplace=True),
-            ]
+            if config.generator_upsampling == "nearest":
+                blocks += [nn.Upsample(scale_factor=2, mode="nearest"),
+                           nn.Conv1d(channels, out_channels, kernel_size=5, padding=2),
+                           nn.GroupNorm(8, out_channels)]
+            elif config.generator_upsampling == "transpose":
+                blocks += [nn.ConvTranspose1d(channels, out_channels, kernel_size=4, stride=2, padding=1),
+                           nn.BatchNorm1d(out_channels)]
+            else:
+                raise ValueError(f"generator_upsampling={config.generator_upsampling!r}; use 'transpose' or 'nearest'")
+            blocks.append(nn.ReLU(inplace=True))
             channels, length = out_channels, length * 2
         self.upsample = nn.Sequential(*blocks)
         self.to_signal = nn.Conv1d(channels, 1, kernel_size=7, padding=3)

@@ -9,8 +9,9 @@ Why weight clipping and not a gradient penalty or spectral normalisation: DP-SGD
 per-sample gradient of the whole discriminator loss. A gradient penalty (WGAN-GP) is a
 function of ``grad_x D(x)``, so its parameter gradient is second order; Opacus's
 per-sample gradient hooks only see first-order backward passes and cannot clip it. The
-penalty's interpolates would also mix each real record with a fake, and spectral norm
-replaces ``weight`` by a parametrisation that Opacus's per-layer samplers do not handle.
+penalty's interpolates would also mix each real record with a fake. Spectral
+normalisation keeps power-iteration buffers in a parametrised layer, which Opacus 1.6's
+``GradSampleModule`` refuses ("trainable layer with buffers").
 Clipping the critic's weights into ``[-c, c]`` after every DP step is a deterministic
 function of the already privatised parameters, so it is post-processing: it costs no
 privacy and leaves the sensitivity argument of :mod:`medgan_core.training.dp_gan` intact.
@@ -49,8 +50,11 @@ class XrayGanConfig:
     latent_dim: int = 32
     num_classes: int = 2
     image_size: int = 64  # 4 * 2**k with k >= 2: 16, 32, 64 (default), 128
+    # Small on purpose: DP-SGD's noise grows with the number of discriminator parameters,
+    # and a site trains on a CPU. At 64x64 and batch 32 one DP step is about 0.1 s of one
+    # core (G and D forward/backward, per-sample gradients).
     generator_width: int = 32
-    discriminator_width: int = 16
+    discriminator_width: int = 8
     weight_clip: float = 0.05  # wgan2d only: critic weights stay in [-c, c]
 
     def __post_init__(self) -> None:
@@ -87,9 +91,14 @@ class Generator2D(nn.Module):
             ]
             channels = out_channels
         self.upsample = nn.Sequential(*blocks)
-        # The last doubling writes the image directly, as in DCGAN: no wide feature map is
-        # ever held at full resolution, which is where a CPU spends its time.
-        self.to_image = nn.ConvTranspose2d(channels, 1, kernel_size=4, stride=2, padding=1)
+        # The image is drawn at half the side and doubled bilinearly: a smoothness prior.
+        # Under DP the discriminator's gradients are noisy, and a generator free to place
+        # every pixel learns speckle that fools it; a bilinear last step cannot. It also
+        # keeps wide feature maps off the full resolution, where a CPU spends its time.
+        self.to_image = nn.Sequential(
+            nn.Conv2d(channels, 1, kernel_size=3, padding=1),  # (B, 1, S/2, S/2)
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),  # (B, 1, S, S)
+        )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = torch.cat([z, self.class_embedding(labels)], dim=1)  # (B, 2*latent)

@@ -16,6 +16,12 @@ Privacy reasoning, in short:
   discriminator's parameters are frozen during that step, so the generator's backward
   pass neither fills per-sample gradients nor calls the DP optimizer, and the accountant
   does not count it. The generator is private by post-processing.
+* ``gan.loss == "wasserstein"`` changes only the per-sample loss (``-D(x)`` for a real
+  record, ``+D(x~)`` for a fake), so each real record still contributes one clipped term.
+  The critic's Lipschitz constraint is applied by ``enforce_lipschitz()`` after every
+  step, to the already privatised weights: post-processing, no privacy cost. A gradient
+  penalty is not offered: its parameter gradient is second order, which Opacus's
+  per-sample gradients do not support.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 
-__all__ = ["DPSettings", "LocalTrainingConfig", "LocalTrainingResult", "train_local_gan"]
+__all__ = ["DPSettings", "LocalTrainingConfig", "LocalTrainingResult", "WassersteinLoss", "train_local_gan"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +89,41 @@ class LocalTrainingResult:
     dp_history: list[tuple[float, float, int]] = field(default_factory=list)
 
 
-def _adversarial_loss() -> nn.Module:
-    return nn.BCEWithLogitsLoss()
+class WassersteinLoss(nn.modules.loss._Loss):
+    """Critic loss ``-D(x)`` for targets 1 (real) and ``+D(x~)`` for targets 0 (fake).
+
+    Per sample, like BCE, so Opacus clips each record's term; honours ``reduction`` because
+    Opacus's ghost clipping asks the criterion for per-sample losses (``"none"``).
+    """
+
+    def forward(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        per_sample = (1.0 - 2.0 * targets) * scores  # (B,)
+        if self.reduction == "none":
+            return per_sample
+        return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
 
 
-def _random_labels(count: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, num_classes, (count,), generator=generator)
+_LOSSES = ("bce", "wasserstein")
+
+
+def _adversarial_loss(kind: str) -> nn.Module:
+    return WassersteinLoss() if kind == "wasserstein" else nn.BCEWithLogitsLoss()
+
+
+def _generator_loss(kind: str, scores: torch.Tensor) -> torch.Tensor:
+    if kind == "wasserstein":
+        return -scores.mean()
+    return nn.functional.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
+
+
+def _check_loss(gan: GanPair) -> None:
+    if gan.loss not in _LOSSES:
+        raise ConfigError(f"GanPair.loss={gan.loss!r} is not one of {_LOSSES}")
+    if gan.loss == "wasserstein" and not callable(getattr(gan.discriminator, "enforce_lipschitz", None)):
+        raise ConfigError(
+            f"{type(gan.discriminator).__name__} has loss 'wasserstein' but no enforce_lipschitz(); "
+            "a critic must bound its Lipschitz constant (see medgan_core.models.xray.Critic2D)"
+        )
 
 
 def _prior_labels(count: int, prior: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -115,18 +150,25 @@ def train_local_gan(
         dp: DP-SGD settings, or ``None`` for non-private training (a control, never the
             default in a federation).
         fake_label_prior: (num_classes,) class probabilities for the fakes of the
-            discriminator step; must not be computed from the data without DP. ``None``
-            means uniform. The generator step always uses uniform labels, so every class
-            gets the same share of generator updates.
+            discriminator and generator steps; must not be computed from the data
+            without DP. ``None`` means uniform. The generator step uses it too: a site
+            whose discriminator has seen few examples of a class should move the
+            generator's pathway for that class little, or federated averaging mixes a
+            well-trained rare class with noise from the sites that barely have it.
         progress: Called as ``progress(step, total_steps, metrics)`` every few steps.
 
     Returns:
         Mean losses over the last steps, and the DP history to record in the ledger.
+
+    Raises:
+        ConfigError: fewer samples than a batch, or an unknown ``gan.loss`` / a
+            ``"wasserstein"`` critic without ``enforce_lipschitz()``.
     """
     if len(beats) < config.batch_size:
         raise ConfigError(
             f"site has {len(beats)} samples, fewer than batch_size={config.batch_size}; lower batch-size"
         )
+    _check_loss(gan)
     torch.manual_seed(config.seed)
     fake_rng = torch.Generator().manual_seed(config.seed + 1)
     generator, discriminator = gan.generator.train(), gan.discriminator.train()
@@ -136,7 +178,7 @@ def train_local_gan(
         TensorDataset(beats, labels), batch_size=config.batch_size, shuffle=dp is None,
         drop_last=dp is None, generator=torch.Generator().manual_seed(config.seed + 2),
     )
-    criterion: nn.Module = _adversarial_loss()
+    criterion: nn.Module = _adversarial_loss(gan.loss)
     engine = None
     if dp is not None:
         engine = PrivacyEngine(accountant="rdp")
@@ -165,7 +207,7 @@ def train_local_gan(
         real, real_labels = next(batches)
         d_losses.append(_discriminator_step(
             gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng))
-        g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, fake_rng))
+        g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng))
         if progress is not None and (step % 50 == 0 or step == config.local_steps):
             progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
     tail = max(1, len(d_losses) // 4)
@@ -197,11 +239,13 @@ def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch
     loss = criterion(discriminator(inputs, labels), targets)
     loss.backward()
     optimizer.step()
+    if gan.loss == "wasserstein":
+        gan.discriminator.enforce_lipschitz()  # on the privatised weights: post-processing
     return float(loss.detach())
 
 
 def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
-                    count: int, rng: torch.Generator) -> float:
+                    count: int, prior: torch.Tensor, rng: torch.Generator) -> float:
     d_params = [p for p in discriminator.parameters()]
     flags = [p.requires_grad for p in d_params]
     # Frozen discriminator with Opacus's hooks off: no per-sample gradients are captured,
@@ -212,10 +256,9 @@ def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.opt
     for p in d_params:
         p.requires_grad_(False)
     try:
-        fake_labels = _random_labels(count, gan.num_classes, rng)
+        fake_labels = _prior_labels(count, prior, rng)
         fake = gan.generator(torch.randn(count, gan.latent_dim, generator=rng), fake_labels)
-        logits = discriminator(fake, fake_labels)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, torch.ones(count))
+        loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,0 +1,325 @@
+"""Membership-inference audits of a federation's GAN on ECG data (no Flower).
+
+Who is a member, who is not, and what the reference is:
+
+* **Members** of site K: the records site K trains on (its patients minus any it holds
+  out for evaluation), canaries excluded.
+* **Held-out patients** (``holdout-records``; a deployed site's ``[audit] records``) are
+  split by patient: the first half are **non-members**, the second half the
+  **reference** population (DOMIAS's reference density, and the training set of the
+  reference GAN that calibrated GAN-Leaks needs). With the bundled configuration:
+  non-members ``mitdb/114``, reference ``mitdb/116``. Splitting by patient keeps the
+  non-members independent of the reference.
+* **Canaries** (``canaries`` = m > 0, simulation only): m distinctive records crafted from
+  reference beats (:func:`privacy.audit.canaries.craft_canaries`), each put into site 0's
+  training data with probability 1/2. The canaries' source beats are removed from the
+  reference pool, so no candidate is ever in the reference.
+
+Caveat on the member vs held-out-patient audit: members and non-members are different
+patients, so an attack also detects *which patients* a model was trained on. That is
+patient-level (group) inference, which record-level DP does not bound; it is reported as
+measured, with this caveat. The canary audit compares included and excluded copies of
+the same kind of record, so only it measures record-level leakage, and only it yields
+the one-run epsilon lower bound.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from medgan_core.config import RunConfig
+from medgan_core.errors import ConfigError
+from medgan_core.models.registry import GanPair
+from medgan_core.models.state import load_gan_state
+from medgan_core.training.dp_gan import LocalTrainingConfig, train_local_gan
+from privacy.audit.canaries import CanarySet, craft_canaries
+from privacy.audit.runner import DEFAULT_ATTACKS, AttackAudit, audit_generator, sample_generator
+from privacy.ledger import PrivacyLedger
+
+__all__ = [
+    "AuditPools",
+    "audit_federation",
+    "audit_pools",
+    "canary_scope",
+    "default_reference_steps",
+    "parse_attacks",
+    "reference_synthetic",
+    "simulation_canaries",
+    "site_accountant_epsilon",
+    "site_audit",
+    "split_audit_patients",
+    "train_reference_gan",
+    "with_included_canaries",
+]
+
+logger = logging.getLogger(__name__)
+
+# Candidates per side: enough for TPR at 0.1% FPR (>= 1000 non-members), bounded cost.
+MAX_CANDIDATES = 2000
+
+
+@dataclass(frozen=True)
+class AuditPools:
+    """Real records the auditor holds besides the members: ``(N, L)`` beats and labels."""
+
+    non_members: np.ndarray
+    non_member_labels: np.ndarray
+    reference: np.ndarray
+    reference_labels: np.ndarray
+    canaries: CanarySet | None = None
+
+
+def parse_attacks(text: str | Sequence[str]) -> list[str]:
+    """``"logan gan_leaks"`` or a list -> attack names, validated against the registry.
+
+    Raises:
+        ConfigError: unknown names (the message lists the known ones) or none at all.
+    """
+    from privacy.audit.attacks import available_attacks
+
+    names = text.replace(",", " ").split() if isinstance(text, str) else list(text)
+    unknown = [n for n in names if n not in available_attacks()]
+    if unknown or not names:
+        raise ConfigError(f"audit attacks {unknown or names!r} unknown or empty; known attacks: "
+                          + ", ".join(available_attacks()))
+    return names
+
+
+def split_audit_patients(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Held-out patients (one record = one patient) -> (non-member, reference) halves.
+
+    Raises:
+        ConfigError: with fewer than two patients, since the halves must be disjoint.
+    """
+    paths = list(paths)
+    if len(paths) < 2:
+        raise ConfigError(
+            f"the membership audit needs at least two held-out patients (non-members and a "
+            f"disjoint reference), got {paths}; list more in holdout-records or [audit] records"
+        )
+    half = (len(paths) + 1) // 2
+    return paths[:half], paths[half:]
+
+
+def _ecg_only(run: RunConfig) -> None:
+    if run.modality != "ecg":
+        raise ConfigError(f"the membership audit supports modality 'ecg', not {run.modality!r} (yet)")
+
+
+def _beats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    from medgan_core.site import load_site_data  # site imports this module lazily
+
+    data = load_site_data("ecg", tuple(str(p) for p in paths))
+    return data.samples.squeeze(1).numpy(), data.labels.numpy()
+
+
+def _holdout_paths(run: RunConfig) -> list[str]:
+    return [str(p) for p in run.record_paths(run.holdout_records.split())]
+
+
+@functools.lru_cache(maxsize=4)
+def simulation_canaries(run: RunConfig) -> CanarySet | None:
+    """The ``canaries`` canaries of a simulated run (``None`` when ``canaries`` = 0).
+
+    A pure function of the run configuration (seeded by ``seed``), so the simulated
+    site, the central audit and ``medgan audit`` all see the same canaries and bits.
+    """
+    if run.canaries == 0:
+        return None
+    _ecg_only(run)
+    _, reference_paths = split_audit_patients(_holdout_paths(run))
+    pool, _ = _beats(reference_paths)
+    return craft_canaries(pool, num_canaries=run.canaries, num_classes=2, seed=run.seed)
+
+
+def with_included_canaries(samples: torch.Tensor, labels: torch.Tensor, run: RunConfig
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append the included canaries to a site's training ``(N, 1, L)`` samples and labels."""
+    canaries = simulation_canaries(run)
+    if canaries is None:
+        return samples, labels
+    records, canary_labels = canaries.included_records()
+    logger.info("audit: %d of %d canaries included in this site's training data", len(records), len(canaries))
+    extra = torch.from_numpy(np.ascontiguousarray(records, dtype=np.float32)).unsqueeze(1)
+    return torch.cat([samples, extra.to(samples.dtype)]), torch.cat([labels, torch.from_numpy(canary_labels).to(labels.dtype)])
+
+
+def audit_pools(run: RunConfig, audit_paths: Sequence[str] | None = None) -> AuditPools:
+    """Non-members, reference (minus canary sources) and canaries for ``run``.
+
+    Args:
+        run: the run configuration.
+        audit_paths: held-out patient records; default ``holdout-records``.
+    """
+    _ecg_only(run)
+    non_member_paths, reference_paths = split_audit_patients(audit_paths or _holdout_paths(run))
+    x0, y0 = _beats(non_member_paths)
+    xr, yr = _beats(reference_paths)
+    canaries = simulation_canaries(run) if audit_paths is None else None
+    if canaries is not None:
+        keep = np.ones(len(xr), bool)
+        keep[canaries.source_indices] = False
+        xr, yr = xr[keep], yr[keep]
+    return AuditPools(x0, y0, xr, yr, canaries)
+
+
+def train_reference_gan(*, run: RunConfig, beats: np.ndarray, labels: np.ndarray, steps: int,
+                        seed: int = 0) -> GanPair:
+    """A GAN trained without any candidate, on reference records only (non-private).
+
+    It starts from the federation's initial weights (``seed`` of the run, as the
+    ServerApp builds them) so that its samples differ from the audited GAN's by the data,
+    not by the initialisation. Kept short: it only calibrates GAN-Leaks.
+    """
+    from medgan_core.site import build_gan
+
+    torch.manual_seed(run.seed)
+    gan = build_gan(run)
+    config = LocalTrainingConfig(local_steps=steps, batch_size=min(run.batch_size, len(beats)),
+                                 learning_rate_d=run.learning_rate_d, learning_rate_g=run.learning_rate_g,
+                                 seed=seed)
+    samples = torch.from_numpy(np.ascontiguousarray(beats, dtype=np.float32)).unsqueeze(1)
+    train_local_gan(gan=gan, beats=samples, labels=torch.from_numpy(labels).long(), config=config, dp=None)
+    logger.info("audit: trained the reference GAN for %d steps on %d reference records", steps, len(beats))
+    return gan
+
+
+def default_reference_steps(run: RunConfig, cap: int = 400) -> int:
+    """Steps of the reference GAN: as many as one site trains in the run, at most ``cap``."""
+    return max(1, min(run.num_server_rounds * run.local_steps, cap))
+
+
+def reference_synthetic(gan: GanPair, reference_labels: np.ndarray, *, n: int, seed: int) -> np.ndarray:
+    """``n`` samples of the reference GAN in the reference population's class mix."""
+    classes, counts = np.unique(reference_labels, return_counts=True)
+    labels = np.random.default_rng(seed + 1).choice(classes, n, p=counts / counts.sum())
+    return sample_generator(gan, labels, seed=seed + 1)
+
+
+def site_accountant_epsilon(run: RunConfig, site_index: int) -> tuple[float, float]:
+    """(epsilon spent, delta) from simulated site ``site_index``'s ledger.
+
+    ``(inf, target-delta)`` for a non-private run; ``(nan, target-delta)`` if the
+    ledger is missing.
+    """
+    if not run.dp_enabled:
+        return math.inf, run.target_delta
+    path = Path(run.run_dir) / "sites" / f"site-{site_index}" / "privacy_ledger.json"
+    if not path.exists():
+        return math.nan, run.target_delta
+    ledger = PrivacyLedger.open(path, target_epsilon=run.target_epsilon, target_delta=run.target_delta)
+    return ledger.epsilon_spent(), ledger.target_delta
+
+
+def canary_scope(site_index: int = 0) -> str:
+    """Name of the canary audit in reports: canaries go to simulated site 0."""
+    return f"site-{site_index}-canaries"
+
+
+def _subsample(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) <= limit:
+        return x, y
+    keep = np.sort(np.random.default_rng(seed).choice(len(x), limit, replace=False))
+    return x[keep], y[keep]
+
+
+def audit_federation(
+    *,
+    run: RunConfig,
+    gan: GanPair,
+    reference_gan: GanPair | None,
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    n_synthetic: int = 2000,
+    max_candidates: int = MAX_CANDIDATES,
+    seed: int = 0,
+) -> dict[str, dict[str, AttackAudit]]:
+    """Researcher-mode audit of the global GAN: every simulated site, plus the canaries.
+
+    Needs every site's records, so it runs where the simulation driver has all data.
+
+    Returns:
+        Scope (``site-K``, and ``site-0-canaries`` when ``canaries`` > 0) -> attack name
+        -> :class:`AttackAudit`. Site scopes carry the site's accountant epsilon but no
+        lower bound (their membership was not randomized); the canary scope has both.
+    """
+    from medgan_core.site import SiteConfig, training_records
+
+    _ecg_only(run)
+    pools = audit_pools(run)
+    x0, y0 = _subsample(pools.non_members, pools.non_member_labels, max_candidates, seed)
+    ref_syn = None
+    if reference_gan is not None:
+        ref_syn = reference_synthetic(reference_gan, pools.reference_labels, n=n_synthetic, seed=seed)
+    common = dict(gan=gan, reference=pools.reference, reference_labels=pools.reference_labels,
+                  reference_synthetic=ref_syn, attacks=list(attacks), n_synthetic=n_synthetic, seed=seed)
+    scopes: dict[str, dict[str, AttackAudit]] = {}
+    for index in range(len(run.site_record_groups())):
+        site = replace(SiteConfig.for_simulation(run, index), canaries=False)
+        data = training_records(site, run)
+        x1, y1 = _subsample(data.samples.squeeze(1).numpy(), data.labels.numpy(), max_candidates, seed)
+        epsilon, delta = site_accountant_epsilon(run, index)
+        logger.info("audit site-%d: %d members vs %d non-members", index, len(x1), len(x0))
+        scopes[f"site-{index}"] = audit_generator(
+            members=x1, member_labels=y1, non_members=x0, non_member_labels=y0,
+            delta=delta, accountant_epsilon=epsilon, **common)
+    if pools.canaries is not None:
+        c = pools.canaries
+        epsilon, delta = site_accountant_epsilon(run, 0)
+        logger.info("audit canaries: %d included vs %d excluded (site 0)", int(c.included.sum()),
+                    int((~c.included).sum()))
+        scopes[canary_scope(0)] = audit_generator(
+            members=c.records[c.included], member_labels=c.labels[c.included],
+            non_members=c.records[~c.included], non_member_labels=c.labels[~c.included],
+            delta=delta, accountant_epsilon=epsilon, randomized_inclusion=True, **common)
+    return scopes
+
+
+def site_audit(
+    *,
+    site: "SiteConfig",  # noqa: F821 - medgan_core.site imports this module lazily
+    run: RunConfig,
+    weights: dict[str, np.ndarray],
+    attacks: Sequence[str],
+    n_synthetic: int = 1000,
+    reference_steps: int = 100,
+    max_candidates: int = MAX_CANDIDATES,
+    seed: int = 0,
+) -> dict[str, AttackAudit]:
+    """A site audits the global model on its own data (the ``query.audit`` handler's core).
+
+    Members are the site's training records; non-members and the reference are its own
+    held-out patients (``SiteConfig.audit_paths``, split by patient, see module doc). A
+    reference GAN is trained on the site's reference patients only if an attack needs it.
+
+    Raises:
+        ConfigError: the site has fewer than two held-out patients, or a bad modality.
+    """
+    from medgan_core.site import build_gan, training_records
+
+    _ecg_only(run)
+    if not site.audit_paths:
+        raise ConfigError(f"{site.site_id} has no held-out audit records; list them in the site "
+                          "config under [audit] records (simulation: holdout-records)")
+    pools = audit_pools(run, site.audit_paths)
+    data = training_records(site, run)
+    x1, y1 = _subsample(data.samples.squeeze(1).numpy(), data.labels.numpy(), max_candidates, seed)
+    x0, y0 = _subsample(pools.non_members, pools.non_member_labels, max_candidates, seed)
+    gan = build_gan(run, len(data.class_names))
+    load_gan_state(gan, weights)
+    ref_syn = None
+    if "gan_leaks_calibrated" in attacks:
+        reference_gan = train_reference_gan(run=run, beats=pools.reference, labels=pools.reference_labels,
+                                            steps=reference_steps, seed=seed)
+        ref_syn = reference_synthetic(reference_gan, pools.reference_labels, n=n_synthetic, seed=seed)
+    return audit_generator(gan=gan, members=x1, member_labels=y1, non_members=x0, non_member_labels=y0,
+                           reference=pools.reference, reference_labels=pools.reference_labels,
+                           reference_synthetic=ref_syn, attacks=list(attacks), n_synthetic=n_synthetic,
+                           seed=seed)

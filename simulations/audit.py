@@ -1,0 +1,194 @@
+"""``medgan audit``: membership-inference audit of a saved run, without retraining it.
+
+Loads the run's global GAN, audits it for every simulated site (members: the site's
+training records; non-members and reference: the held-out patients, split by patient)
+and, when the run had canaries, computes the one-run epsilon lower bound on them beside
+site 0's accountant epsilon. Writes ``RUN_DIR/audit/audit.json`` and one ROC figure per
+scope; see :mod:`medgan_core.audit` for who is a member and why.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from medgan_core.audit import (
+    audit_federation,
+    audit_pools,
+    default_reference_steps,
+    parse_attacks,
+    simulation_canaries,
+    split_audit_patients,
+    train_reference_gan,
+)
+from medgan_core.config import RunConfig
+from medgan_core.errors import ConfigError
+from medgan_core.generate import load_run_gan
+from medgan_core.io_utils import atomic_write_bytes
+from medgan_core.models.registry import GanPair
+from medgan_core.models.state import gan_state, load_gan_state
+from medgan_core.run_dir import RunDirectory
+from privacy.audit.canaries import CanarySet
+from privacy.audit.plotting import plot_roc
+
+__all__ = ["CANARY_FILE", "audit_run", "format_table", "write_canary_manifest"]
+
+logger = logging.getLogger(__name__)
+
+CANARY_FILE = "audit/canaries.npz"
+_REFERENCE_FILE = "audit/reference_gan.pt"
+
+
+def write_canary_manifest(run: RunConfig) -> Path | None:
+    """Simulation driver: keep the run's canaries and their inclusion bits in the run dir.
+
+    The bits stay with the auditor (the run directory); a site never sends them anywhere.
+    Returns the path written, or ``None`` when the run has no canaries.
+    """
+    canaries = simulation_canaries(run)
+    if canaries is None:
+        return None
+    path = canaries.save(Path(run.run_dir) / CANARY_FILE)
+    logger.info("audit: %d canaries (%d included in site 0's training data) written to %s",
+                len(canaries), int(canaries.included.sum()), path)
+    return path
+
+
+def _check_manifest(run: RunConfig) -> None:
+    path = Path(run.run_dir) / CANARY_FILE
+    expected = simulation_canaries(run)
+    if expected is None or not path.exists():
+        return
+    stored = CanarySet.load(path)
+    if not (np.array_equal(stored.included, expected.included) and np.allclose(stored.records, expected.records)):
+        raise ConfigError(f"{path} does not match the canaries of this run's config (seed, canaries, "
+                          "holdout-records); was the config or the bundled data changed after the run?")
+
+
+def _reference_gan(run: RunConfig, steps: int, seed: int) -> GanPair:
+    """The reference GAN, cached in the run dir so repeated audits compare like with like."""
+    from medgan_core.site import build_gan
+
+    path = Path(run.run_dir) / _REFERENCE_FILE
+    pools = audit_pools(run)
+    key = {"steps": steps, "seed": seed, "num_reference": len(pools.reference)}
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("key") == key:
+            gan = build_gan(run)
+            load_gan_state(gan, saved["state"])
+            return gan
+    gan = train_reference_gan(run=run, beats=pools.reference, labels=pools.reference_labels, steps=steps, seed=seed)
+    buffer = io.BytesIO()
+    torch.save({"state": dict(gan_state(gan)), "key": key}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return gan
+
+
+def audit_run(
+    run_dir: str | Path,
+    *,
+    attacks: Sequence[str] | None = None,
+    n_synthetic: int = 2000,
+    reference_steps: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Audit a saved run; write ``audit/audit.json`` and ``audit/roc_<scope>.png``.
+
+    Args:
+        run_dir: the run directory (config, checkpoint, ledgers).
+        attacks: attack names; default the run's ``audit-attacks``.
+        n_synthetic: samples drawn from the run's generator.
+        reference_steps: steps of the reference GAN (cached under ``audit/``); default
+            :func:`medgan_core.audit.default_reference_steps`.
+        seed: seed of sampling, subsampling and bootstrap.
+
+    Returns:
+        The report written to ``audit.json``; ``report["violation"]`` is True when any
+        empirical lower bound exceeds the accountant's epsilon.
+
+    Raises:
+        ConfigError: unknown attacks, a non-ECG run, or a canary manifest that does not
+            match the run's configuration.
+        FileNotFoundError: the run has no checkpoint.
+    """
+    directory = RunDirectory(run_dir)
+    gan, run = load_run_gan(run_dir)
+    run = replace(run, run_dir=str(directory.root.resolve()))  # ledgers relative to where the run is now
+    names = parse_attacks(list(attacks) if attacks else run.audit_attacks)
+    _check_manifest(run)
+    steps = reference_steps or default_reference_steps(run)
+    reference = _reference_gan(run, steps, seed) if "gan_leaks_calibrated" in names else None
+    scopes = audit_federation(run=run, gan=gan, reference_gan=reference, attacks=names,
+                              n_synthetic=n_synthetic, seed=seed)
+    non_member_patients, reference_patients = split_audit_patients(run.holdout_records.split())
+    report: dict[str, Any] = {
+        "run_dir": str(directory.root),
+        "dp_enabled": run.dp_enabled,
+        "attacks": names,
+        "split": {
+            "members": {f"site-{i}": group for i, group in enumerate(run.site_record_groups())},
+            "non_member_patients": non_member_patients,
+            "reference_patients": reference_patients,
+            "canaries": run.canaries,
+            "reference_gan_steps": steps if reference is not None else None,
+            "n_synthetic": n_synthetic,
+        },
+        "scopes": {},
+        "figures": [],
+    }
+    for scope, audits in scopes.items():
+        first = next(iter(audits.values()))
+        report["scopes"][scope] = {
+            "accountant_epsilon": first.accountant_epsilon,
+            "attacks": {name: audit.to_dict() for name, audit in audits.items()},
+        }
+        curves = {name: (a.fpr, a.tpr) for name, a in audits.items() if a.fpr is not None}
+        if curves:
+            figure = plot_roc(curves, directory.root / "audit" / f"roc_{scope}.png",
+                              title=f"membership inference, {scope} ({'DP' if run.dp_enabled else 'no DP'})")
+            report["figures"].append(str(figure.relative_to(directory.root)))
+    report["violation"] = any(a["violation"] for s in report["scopes"].values() for a in s["attacks"].values())
+    directory.write_json("audit/audit.json", report)
+    if report["violation"]:
+        logger.error("VIOLATION: an empirical epsilon lower bound exceeds the accountant's epsilon "
+                     "(see %s); this indicates a bug in accounting or the DP implementation",
+                     directory.root / "audit" / "audit.json")
+    return report
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if math.isinf(value):
+        return "inf (no DP)"
+    return f"{value:.{digits}f}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The audit as a Markdown table: one row per scope (site) and attack."""
+    header = ("| scope | attack | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | members / non-members "
+              "| epsilon lower bound | accountant epsilon | verdict |")
+    lines = [header, "|" + "---|" * 9]
+    for scope, entry in report["scopes"].items():
+        for name, audit in entry["attacks"].items():
+            r = audit["result"]
+            if r is None:
+                lines.append(f"| {scope} | {name} | failed: {audit['error']} | | | | | | |")
+                continue
+            bound = audit["lower_bound"]
+            lines.append(
+                f"| {scope} | {name} | {_num(r['auc'])} [{_num(r['auc_ci_low'])}, {_num(r['auc_ci_high'])}] "
+                f"| {_num(r['tpr_at_1pct_fpr'])} | {_num(r['tpr_at_01pct_fpr'])} "
+                f"| {r['num_members']} / {r['num_non_members']} "
+                f"| {_num(bound['epsilon_lb']) if bound else 'n/a (not randomized)'} "
+                f"| {_num(entry['accountant_epsilon'])} | {'**VIOLATION**' if audit['violation'] else audit['verdict'] or '-'} |"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,411 @@
+"""``medgan study``: GAN variants x epsilon x training setting on the bundled ECG data.
+
+One table (Markdown, CSV, JSON) and one plot (PNG) answering two questions honestly:
+does utility fall as epsilon falls, and does federated training beat local-only training
+at equal epsilon? Every cell gives each data holder the same work (``rounds`` x
+``local_steps`` DP-SGD steps of ``batch_size``) and the same per-holder target (epsilon,
+delta); the noise is derived by the site code from what remains of the budget.
+
+Settings:
+
+* ``centralized``: one holder with the pooled beats of every site's training patients
+  (what pooling the data would give; a ceiling, not something hospitals can do);
+* ``local``: each site trains alone on its own patients; scored per site and reported as
+  the mean over sites (per-site scores are in the JSON);
+* ``federated``: every round each site trains from the global weights through exactly the
+  code of the Flower ClientApp (:func:`medgan_core.site.train_round`, ledger included),
+  and the server averages the replies IN-PROCESS with Flower's own FedAvg arithmetic
+  (``flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords`` weighted by
+  ``num-examples``, the function ``FedAvg.aggregate_train`` calls), so the result is
+  numerically what the simulation engine would produce, without Ray.
+
+Every generator is scored with :func:`medgan_core.evaluation.evaluate_generator` against
+the held-out patients, in one shared domain encoder trained on the sites' real training
+beats (``<out>/encoder.pt``). Budgets are small so the study runs on a 2-core laptop; the
+numbers are for comparing settings with each other, not for judging the method's ceiling.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from medgan_core.config import RunConfig
+from medgan_core.data.ecg import EcgConfig
+from medgan_core.evaluation import (
+    EvaluationSettings,
+    LabelledSet,
+    classifier_scores,
+    evaluate_generator,
+    feature_bandwidth,
+    load_or_train_encoder,
+    score_against_real,
+    split_site_patients,
+)
+from medgan_core.io_utils import atomic_write_text
+from medgan_core.models.registry import GanPair, create_gan
+from medgan_core.models.state import gan_state, load_gan_state
+from medgan_core.site import SiteConfig, build_gan, train_round
+from simulations.report import run_training_sets, single_threaded
+
+__all__ = ["SETTINGS", "StudyConfig", "fedavg", "run_study", "train_setting"]
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = ("centralized", "local", "federated")
+_SUMMARY = (("fd", "fd"), ("mmd2", "mmd2"), ("precision", "precision"), ("recall", "recall"),
+            ("coverage", "coverage"), ("dtw_syn_to_real", "dtw_mv"))
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The study's grid and budgets (the defaults are the documented full study).
+
+    Attributes:
+        out_dir: Where cells, ``study.md/.csv/.json`` and ``study.png`` go.
+        models: Registered 1-D GAN variants (``medgan_core.models.registry``).
+        epsilons: Per-holder targets; ``math.inf`` means no DP (``dp-enabled=false``).
+        settings: Any of :data:`SETTINGS`.
+        rounds, local_steps, batch_size: Work of every data holder.
+        synthetic_per_class, classifier_epochs, classifier_seeds, encoder_epochs: Scoring.
+        overrides: Run-config overrides (e.g. ``site-records``), as ``medgan simulate``.
+    """
+
+    out_dir: Path = Path("runs/study")
+    models: tuple[str, ...] = ("dcgan1d",)
+    epsilons: tuple[float, ...] = (1.0, 3.0, 10.0, math.inf)
+    settings: tuple[str, ...] = SETTINGS
+    rounds: int = 3
+    local_steps: int = 100
+    batch_size: int = 64
+    synthetic_per_class: int = 300
+    classifier_epochs: int = 5
+    classifier_seeds: tuple[int, ...] = (0, 1)
+    encoder_epochs: int = 5
+    overrides: dict = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls, **changes: object) -> "StudyConfig":
+        """A smoke-sized study: 2 rounds x 25 steps per holder, one classifier seed."""
+        base = dict(rounds=2, local_steps=25, synthetic_per_class=150, classifier_epochs=3, classifier_seeds=(0,),
+                    encoder_epochs=3)
+        return cls(**{**base, **changes})
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.settings) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown study settings {unknown}; choose from {list(SETTINGS)}")
+        if not self.epsilons or any(not e > 0 for e in self.epsilons):
+            raise ValueError(f"epsilons={self.epsilons} must be positive (inf = no DP)")
+        for model in self.models:  # fails early, listing the registered variants
+            pair = create_gan(model, latent_dim=8, num_classes=2)
+            if not _is_1d(pair):
+                raise ValueError(f"model {model!r} is not a 1-D (ECG) GAN variant")
+
+
+def _is_1d(pair: GanPair) -> bool:
+    import torch
+
+    with torch.no_grad():
+        out = pair.generator(torch.zeros(1, pair.latent_dim), torch.zeros(1, dtype=torch.long))
+    return out.ndim == 3
+
+
+def fedavg(replies: Sequence[tuple[dict, dict[str, float]]]) -> dict:
+    """Flower's FedAvg of ``(state, metrics)`` replies, weighted by ``num-examples``.
+
+    Calls the aggregation function Flower's ``FedAvg.aggregate_train`` uses, on the same
+    records a ClientApp reply carries, so the result is identical to a simulated round.
+    """
+    from flwr.app import ArrayRecord, MetricRecord, RecordDict
+    from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+    records = [RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
+               for state, metrics in replies]
+    return aggregate_arrayrecords(records, "num-examples").to_torch_state_dict()
+
+
+def _central_site(run: RunConfig) -> SiteConfig:
+    records = [p for group in run.site_record_groups()
+               for p in split_site_patients(group, min_patients=run.site_eval_min_patients).train]
+    return SiteConfig(site_id="central", modality=run.modality,
+                      data_paths=tuple(str(p) for p in run.record_paths(records)),
+                      ledger_path=Path(run.run_dir) / "sites" / "central" / "privacy_ledger.json",
+                      target_epsilon=run.target_epsilon, target_delta=run.target_delta, allow_non_private=True)
+
+
+def _train_alone(site: SiteConfig, run: RunConfig, weights: dict) -> tuple[dict, float]:
+    epsilon = math.inf
+    for rnd in range(1, run.num_server_rounds + 1):
+        weights, metrics = train_round(site=site, run=run, run_id="study", server_round=rnd, weights=weights)
+        epsilon = metrics["epsilon"]
+    return weights, epsilon
+
+
+def train_setting(setting: str, run: RunConfig) -> list[tuple[str, dict, float]]:
+    """Train one setting; returns ``(holder, final GAN state, epsilon spent)`` per model produced."""
+    import torch
+
+    torch.manual_seed(run.seed)  # the same initial weights in every setting, as the ServerApp
+    initial = gan_state(build_gan(run))
+    sites = [SiteConfig.for_simulation(run, k) for k in range(len(run.site_record_groups()))]
+    if setting == "centralized":
+        state, eps = _train_alone(_central_site(run), run, initial)
+        return [("central", state, eps)]
+    if setting == "local":
+        return [(site.site_id, *_train_alone(site, run, initial)) for site in sites]
+    if setting == "federated":
+        weights, spent = initial, {}
+        for rnd in range(1, run.num_server_rounds + 1):
+            replies = [train_round(site=site, run=run, run_id="study", server_round=rnd, weights=weights)
+                       for site in sites]
+            weights = fedavg(replies)
+            spent = {site.site_id: metrics["epsilon"] for site, (_, metrics) in zip(sites, replies)}
+            logger.info("study federated round %d: epsilon per site %s", rnd, spent)
+        return [("federation", weights, max(spent.values()))]
+    raise ValueError(f"unknown setting {setting!r}; choose from {list(SETTINGS)}")
+
+
+def _summarise(per_class: dict[str, dict], tstr: dict) -> dict[str, float]:
+    row = {out: float(np.mean([c[key] for c in per_class.values()])) for key, out in _SUMMARY}
+    row.update(tstr_balanced_accuracy=tstr["balanced_accuracy"], tstr_auroc=tstr["auroc"],
+               tstr_std=tstr["balanced_accuracy_std"])
+    return row
+
+
+def _cell_run(base: RunConfig, study: StudyConfig, model: str, epsilon: float, setting: str) -> RunConfig:
+    label = "nodp" if math.isinf(epsilon) else f"eps{epsilon:g}"
+    cell = study.out_dir / "cells" / model / label / setting
+    if cell.exists():
+        shutil.rmtree(cell)  # a cell's ledgers belong to that cell only
+    return replace(base, model=model, dp_enabled=not math.isinf(epsilon),
+                   target_epsilon=base.target_epsilon if math.isinf(epsilon) else float(epsilon),
+                   num_server_rounds=study.rounds, local_steps=study.local_steps, batch_size=study.batch_size,
+                   run_dir=str(cell.resolve()))
+
+
+def run_study(study: StudyConfig) -> dict:
+    """Train and score every (model, epsilon, setting) cell; write the table and the plot.
+
+    Returns:
+        The study as a dict (also ``study.json``).
+    """
+    from simulations.federation import resolve_run_config
+
+    study.validate()
+    study.out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with single_threaded():
+        base = resolve_run_config(dict(study.overrides))
+        sites, holdout = run_training_sets(base)
+        train = LabelledSet.concat(sites)
+        encoder = load_or_train_encoder(study.out_dir / "encoder.pt", train, modality="ecg",
+                                        epochs=study.encoder_epochs, seed=base.seed)
+        bandwidth = feature_bandwidth(encoder, train)
+        config = EcgConfig()
+        settings = EvaluationSettings(synthetic_per_class=study.synthetic_per_class, dtw_samples=60,
+                                      dtw_radius=max(1, config.window // 10), physical_scale=config.amplitude_scale_mv,
+                                      classifier_epochs=study.classifier_epochs,
+                                      classifier_seeds=study.classifier_seeds)
+        score = dict(encoder=encoder, holdout=holdout, train=train, class_names=config.class_names,
+                     settings=settings, bandwidth=bandwidth)
+        rows = [_reference_row(train, holdout, score, study)]
+        for model in study.models:
+            for epsilon in study.epsilons:
+                for setting in study.settings:
+                    rows.append(_cell(base, study, model, epsilon, setting, score))
+                    _write(study, rows, started)  # partial results survive an interrupted study
+    return _write(study, rows, started)
+
+
+def _reference_row(train: LabelledSet, holdout: LabelledSet, score: dict, study: StudyConfig) -> dict:
+    """Real training beats scored like a generator (the ceiling), with TRTR."""
+    settings: EvaluationSettings = score["settings"]
+    reference = {}
+    for index, name in enumerate(score["class_names"]):
+        real = train.of_class(index).subsample(settings.synthetic_per_class, seed=0)
+        held_out = holdout.of_class(index).subsample(settings.max_real_per_class, seed=0)
+        reference[name] = score_against_real(real, held_out, encoder=score["encoder"], settings=settings,
+                                             bandwidth=score["bandwidth"], seed=0)
+    trtr = classifier_scores(train, holdout, num_classes=len(score["class_names"]),
+                             epochs=settings.classifier_epochs, seeds=settings.classifier_seeds)
+    return {"model": "real data", "setting": "reference (TRTR)", "target_epsilon": None,
+            "epsilon_spent": None, **_summarise(reference, trtr), "seconds": 0.0}
+
+
+def _cell(base: RunConfig, study: StudyConfig, model: str, epsilon: float, setting: str, score: dict) -> dict:
+    run = _cell_run(base, study, model, epsilon, setting)
+    logger.info("study cell: %s, epsilon %s, %s (%d rounds x %d steps)", model, epsilon, setting, run.num_server_rounds,
+                run.local_steps)
+    t0 = time.time()
+    produced = train_setting(setting, run)
+    holders = []
+    for holder, state, spent in produced:
+        gan = build_gan(run)
+        load_gan_state(gan, state)
+        result = evaluate_generator(gan=gan, with_reference=False, seed=0, **score)
+        holders.append({"holder": holder, "epsilon_spent": spent, **_summarise(result["per_class"], result["tstr"])})
+    metrics = {key: float(np.mean([h[key] for h in holders])) for key in holders[0] if key not in ("holder",)}
+    metrics["epsilon_spent"] = max(h["epsilon_spent"] for h in holders)
+    return {"model": model, "setting": setting, "target_epsilon": epsilon, **metrics,
+            "holders": holders, "seconds": time.time() - t0}
+
+
+def _write(study: StudyConfig, rows: list[dict], started: float) -> dict:
+    conclusions = conclude(rows)
+    payload = {"config": {**asdict(study), "out_dir": str(study.out_dir)}, "rows": rows,
+               "conclusions": conclusions, "seconds": time.time() - started}
+    out = study.out_dir
+    atomic_write_text(out / "study.json", json.dumps(_json_safe(payload), indent=2))
+    atomic_write_text(out / "study.csv", _csv(rows))
+    atomic_write_text(out / "study.md", _markdown(study, rows, conclusions, payload["seconds"]))
+    _plot(rows, out / "study.png")
+    return payload
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+_COLUMNS = ("model", "setting", "target_epsilon", "epsilon_spent", "fd", "mmd2", "precision", "recall", "coverage",
+            "dtw_mv", "tstr_balanced_accuracy", "tstr_std", "tstr_auroc", "seconds")
+
+
+def _csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _json_safe(row.get(k)) for k in _COLUMNS})
+    return buffer.getvalue()
+
+
+def _eps_label(epsilon: float | None) -> str:
+    if epsilon is None:
+        return "-"
+    return "no DP" if math.isinf(epsilon) else f"{epsilon:g}"
+
+
+def _tolerance(rows: list[dict]) -> float:
+    """Smallest TSTR difference read as real: twice the classifier seed std, at least 0.02."""
+    stds = [r["tstr_std"] for r in rows if r.get("tstr_std")]
+    return max(0.02, 2.0 * float(np.mean(stds))) if stds else 0.02
+
+
+def conclude(rows: list[dict]) -> list[str]:
+    """Plain-language answers computed from the rows (never written by hand)."""
+    cells = [r for r in rows if r["target_epsilon"] is not None]
+    tol = _tolerance(rows)
+    lines = []
+    for model in sorted({r["model"] for r in cells}):
+        for setting in SETTINGS:
+            series = sorted((r for r in cells if r["model"] == model and r["setting"] == setting),
+                            key=lambda r: r["target_epsilon"])
+            if len(series) < 2:
+                continue
+            low, high = series[0], series[-1]
+            delta = high["tstr_balanced_accuracy"] - low["tstr_balanced_accuracy"]
+            verdict = ("yes" if delta > tol else "no, it rose" if delta < -tol else "no clear change (within noise)")
+            fd_verdict = "FD worsened" if low["fd"] > high["fd"] else "FD did not worsen"
+            auroc = (f"; TSTR AUROC {low['tstr_auroc']:.3f} vs {high['tstr_auroc']:.3f}"
+                     if "tstr_auroc" in low and "tstr_auroc" in high else "")
+            lines.append(
+                f"{model}, {setting}: does utility fall as epsilon falls? {verdict}: TSTR balanced accuracy "
+                f"{low['tstr_balanced_accuracy']:.3f} at epsilon {_eps_label(low['target_epsilon'])} vs "
+                f"{high['tstr_balanced_accuracy']:.3f} at {_eps_label(high['target_epsilon'])}{auroc}; {fd_verdict} "
+                f"({low['fd']:.1f} vs {high['fd']:.1f}).")
+        fed = {r["target_epsilon"]: r for r in cells if r["model"] == model and r["setting"] == "federated"}
+        loc = {r["target_epsilon"]: r for r in cells if r["model"] == model and r["setting"] == "local"}
+        shared = sorted(set(fed) & set(loc))
+        if shared:
+            wins = [e for e in shared
+                    if fed[e]["tstr_balanced_accuracy"] - loc[e]["tstr_balanced_accuracy"] > tol]
+            losses = [e for e in shared
+                      if loc[e]["tstr_balanced_accuracy"] - fed[e]["tstr_balanced_accuracy"] > tol]
+            fd_wins = [e for e in shared if fed[e]["fd"] < loc[e]["fd"]]
+            auroc_wins = [e for e in shared if fed[e].get("tstr_auroc", 0.0) > loc[e].get("tstr_auroc", 0.0)]
+            lines.append(
+                f"{model}: does federated beat local-only at equal epsilon? TSTR better beyond noise at "
+                f"{len(wins)} of {len(shared)} epsilons ({', '.join(map(_eps_label, wins)) or 'none'}), worse at "
+                f"{len(losses)} ({', '.join(map(_eps_label, losses)) or 'none'}); higher TSTR AUROC at "
+                f"{len(auroc_wins)} of {len(shared)}; lower FD at {len(fd_wins)} of {len(shared)}.")
+    lines.append(f"Noise: differences in TSTR below {tol:.3f} (twice the classifier seed std, at least 0.02) are "
+                 "read as no difference; GAN training seeds were not repeated, so the true noise is larger.")
+    return lines
+
+
+def _markdown(study: StudyConfig, rows: list[dict], conclusions: list[str], seconds: float) -> str:
+    lines = ["# Study: GAN variant x epsilon x training setting (bundled ECG data)", "",
+             f"Budget per data holder: {study.rounds} rounds x {study.local_steps} local steps, batch "
+             f"{study.batch_size} (DP-SGD on the discriminator; noise derived from the target epsilon, "
+             "delta 1e-5). Federated = in-process FedAvg with Flower's own aggregation, weighted by num-examples; "
+             "local = mean over the sites' own models; centralized = all training patients pooled. Scores: "
+             "held-out patients, macro over classes N and V, "
+             f"{study.synthetic_per_class} synthetic beats per class, one shared domain encoder; TSTR = small CNN "
+             f"({study.classifier_epochs} epochs, seeds {list(study.classifier_seeds)}) trained on synthetic beats. "
+             f"Wall time {seconds / 60:.1f} min.", "",
+             "| model | setting | target ε | ε spent | FD ↓ | MMD² ↓ | precision ↑ | recall ↑ | coverage ↑ | "
+             "DTW mV ↓ | TSTR bal. acc. ↑ | TSTR AUROC ↑ |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        spent = r.get("epsilon_spent")
+        spent_text = "-" if spent is None else ("∞" if math.isinf(spent) else f"{spent:.2f}")
+        lines.append(
+            f"| {r['model']} | {r['setting']} | {_eps_label(r['target_epsilon'])} | {spent_text} | {r['fd']:.1f} | "
+            f"{r['mmd2']:.3f} | {r['precision']:.2f} | {r['recall']:.2f} | {r['coverage']:.2f} | {r['dtw_mv']:.2f} | "
+            f"{r['tstr_balanced_accuracy']:.3f} ± {r['tstr_std']:.3f} | {r['tstr_auroc']:.3f} |")
+    lines += ["", "## What the table says", ""] + [f"* {c}" for c in conclusions]
+    lines += ["", "![study](study.png)", ""]
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import medgan_core.plots  # noqa: F401  (selects the Agg backend)
+    import matplotlib.pyplot as plt
+
+    cells = [r for r in rows if r["target_epsilon"] is not None]
+    reference = next((r for r in rows if r["target_epsilon"] is None), None)
+    finite = sorted({r["target_epsilon"] for r in cells if math.isfinite(r["target_epsilon"])})
+    nodp_x = (finite[-1] * 3.0) if finite else 1.0
+
+    def x_of(eps: float) -> float:
+        return nodp_x if math.isinf(eps) else eps
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, title in ((axes[0], "tstr_balanced_accuracy", "TSTR balanced accuracy (higher is better)"),
+                           (axes[1], "fd", "Fréchet distance, encoder features (lower is better)")):
+        for i, (model, setting) in enumerate(sorted({(r["model"], r["setting"]) for r in cells})):
+            series = sorted((r for r in cells if r["model"] == model and r["setting"] == setting),
+                            key=lambda r: x_of(r["target_epsilon"]))
+            ax.plot([x_of(r["target_epsilon"]) for r in series], [r[key] for r in series], marker="o",
+                    color=f"C{SETTINGS.index(setting)}", linestyle=("-", "--", ":", "-.")[i // len(SETTINGS) % 4],
+                    label=f"{setting} ({model})")
+        if reference is not None:
+            ax.axhline(reference[key], color="k", linestyle="--", lw=1, label="real data (TRTR / reference)")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks([*finite, nodp_x], [*(f"{e:g}" for e in finite), "no DP"])
+        ax.set_xlabel("target epsilon per data holder")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,131 @@
+"""The deployment commands, checked against Flower's own parsers and loaders: what
+`medgan site start` and `medgan coordinator start|run` hand to flower-supernode,
+flower-superlink and `flwr run`, and what `medgan site check` tells hospital IT."""
+
+import hashlib
+import shutil
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+
+from client.daemon import SuperNodeOptions, supernode_command
+from medgan_core.errors import ConfigError
+from server.certs import create_site_key, create_tls
+from server.coordinator import SuperLinkOptions, stage_app, superlink_command, write_connection
+from simulations.cli import main as medgan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def material(tmp_path):
+    return {"tls": create_tls(tmp_path / "certs"), "key": create_site_key(tmp_path / "keys", "site-a"),
+            "toml": tmp_path / "site.toml"}
+
+
+def test_supernode_runs_with_tls_node_auth_and_the_site_config(material, tmp_path):
+    from flwr.common.config import parse_config_args
+    from flwr.supernode.cli.flower_supernode import _parse_args_run_supernode
+
+    options = SuperNodeOptions(superlink="coordinator.example.org:9092", root_cert=material["tls"].ca_cert,
+                               auth_key=material["key"].private_key, insecure=False, runtime_port=9195,
+                               flwr_home=tmp_path / "flwr")
+    command = supernode_command(site_toml=material["toml"], options=options)
+    args = _parse_args_run_supernode().parse_args(command[1:])
+    assert not args.insecure
+    assert args.root_certificates == str(material["tls"].ca_cert.resolve())
+    assert args.auth_supernode_private_key == str(material["key"].private_key.resolve())
+    assert args.isolation == "subprocess" and args.port == 9195
+    # The node config reaches the ClientApp as the key client.app.site_for reads.
+    assert parse_config_args([args.node_config]) == {"site-config": str(material["toml"].resolve())}
+
+
+def test_supernode_refuses_insecure_with_a_key_and_missing_material(material, tmp_path):
+    base = dict(superlink="127.0.0.1:9092", runtime_port=9094, flwr_home=tmp_path)
+    with pytest.raises(ConfigError, match="only authenticates SuperNodes over TLS"):
+        supernode_command(site_toml=material["toml"], options=SuperNodeOptions(
+            root_cert=None, auth_key=material["key"].private_key, insecure=True, **base))
+    with pytest.raises(ConfigError, match="--root-cert"):
+        supernode_command(site_toml=material["toml"], options=SuperNodeOptions(
+            root_cert=None, auth_key=material["key"].private_key, insecure=False, **base))
+    insecure = supernode_command(site_toml=material["toml"], options=SuperNodeOptions(
+        root_cert=None, auth_key=None, insecure=True, **base))
+    assert "--insecure" in insecure and "--auth-supernode-private-key" not in insecure
+
+
+def test_superlink_runs_with_tls_node_auth_and_a_persistent_database(material, tmp_path):
+    from flwr.superlink.cli.flower_superlink import _parse_args_run_superlink
+
+    certs = material["tls"].ca_cert.parent
+    options = SuperLinkOptions(host="0.0.0.0", port=9092, certs_dir=certs, state_dir=tmp_path / "state")
+    args = _parse_args_run_superlink().parse_args(superlink_command(options)[1:])
+    assert args.enable_supernode_auth and not args.insecure
+    assert (args.ssl_ca_certfile, args.ssl_certfile, args.ssl_keyfile) == tuple(
+        str((certs / name).resolve()) for name in ("ca.crt", "superlink.crt", "superlink.key"))
+    assert args.database == str((tmp_path / "state" / "superlink.db").resolve())
+    assert not args.runtime_dependency_install
+    assert (args.host, args.port) == ("0.0.0.0", 9092)
+    assert options.address == "127.0.0.1:9092"  # local tools dial loopback, covered by the certificate
+    insecure = _parse_args_run_superlink().parse_args(superlink_command(
+        SuperLinkOptions(host="127.0.0.1", port=9092, certs_dir=None, state_dir=tmp_path, insecure=True))[1:])
+    assert insecure.insecure and not insecure.enable_supernode_auth
+    with pytest.raises(ConfigError, match="medgan certs tls"):
+        superlink_command(SuperLinkOptions(host="127.0.0.1", port=9092, certs_dir=tmp_path / "none",
+                                           state_dir=tmp_path))
+
+
+def test_connection_is_written_to_the_coordinators_flower_home_and_read_by_flwr(material, tmp_path,
+                                                                               monkeypatch):
+    from flwr.cli.flower_config import read_superlink_connection
+
+    options = SuperLinkOptions(host="127.0.0.1", port=9333, certs_dir=material["tls"].ca_cert.parent,
+                               state_dir=tmp_path / "state")
+    path = write_connection(options)
+    assert path == tmp_path / "state" / "flwr" / "config.toml"
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path / "state" / "flwr"))
+    connection = read_superlink_connection()  # the default connection
+    assert connection.name == "medgan" and connection.address == "127.0.0.1:9333"
+    assert connection.root_certificates == str(material["tls"].ca_cert.resolve())
+    assert not connection.insecure
+
+
+def test_staged_app_ships_the_app_packages_and_leaves_pyproject_alone(tmp_path):
+    from flwr.cli.build import build_fab_from_disk
+    from flwr.common.config import get_fused_config_from_dir
+
+    original = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    app = stage_app(tmp_path / "app")
+    names = zipfile.ZipFile(BytesIO(build_fab_from_disk(app))).namelist()
+    assert {"client/app.py", "server/app.py", "medgan_core/site.py", "privacy/ledger.py"} <= set(names)
+    assert not any(n.startswith(("simulations/", "tests/", "data/", "runs/")) for n in names)
+    assert "federations" not in (app / "pyproject.toml").read_text()
+    assert get_fused_config_from_dir(app, {}) == get_fused_config_from_dir(REPO, {})
+    assert hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest() == original
+
+
+def test_site_check_reports_loaded_skipped_classes_budget_and_what_is_shared(tmp_path, capsys):
+    data = tmp_path / "ecg"
+    data.mkdir()
+    for ext in ("hea", "dat", "atr"):
+        shutil.copy(REPO / "data" / "ecg" / "mitdb" / f"105.{ext}", data)
+    for ext in ("hea", "atr"):  # 123 arrives without its signal file
+        shutil.copy(REPO / "data" / "ecg" / "mitdb" / f"123.{ext}", data)
+    toml = tmp_path / "site.toml"
+    toml.write_text('[site]\nid = "site-q"\n[data]\nmodality = "ecg"\ndir = "ecg"\n'
+                    '[privacy]\ntarget-epsilon = 8.0\ntarget-delta = 1e-5\nledger = "ledger.json"\n')
+
+    assert medgan(["site", "check", "--config", str(toml)]) == 0
+    out = capsys.readouterr().out
+    assert "1 records/images loaded, 1 skipped" in out
+    assert "skipped" in out and "123.dat" in out and "copy 123.dat next to 123.hea" in out
+    assert "classes: N=2526, V=41" in out
+    assert "epsilon 8, delta 1e-05" in out and "nothing released yet" in out
+    assert "non-private training refused" in out
+    assert "No record, sample or per-patient value leaves the site" in out
+    assert not (tmp_path / "ledger.json").exists()  # checking spends nothing and writes nothing
+
+    (data / "105.dat").unlink()
+    assert medgan(["site", "check", "--config", str(toml)]) == 2
+    assert "no usable record" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""The run report: recomputed identically from a saved run, augmentation on disjoint
+patients at the smallest site, per-round rows from the checkpoints and metrics.jsonl."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from medgan_core.evaluation import SITE_SCALAR_KEYS
+
+REPORT_ARGS = dict(n_per_class=40, dtw_samples=10, wfdb_per_class=5, encoder_epochs=1, classifier_epochs=1,
+                   classifier_seeds=(0,), round_samples=20)
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A two-round run directory, as the ServerApp leaves it, built without Flower: two sites
+    (mitdb/106 with 2027 beats, mitdb/105 with 2567), held-out patient mitdb/116."""
+    from dataclasses import replace
+
+    from medgan_core.models.state import gan_state
+    from medgan_core.run_dir import RunDirectory
+    from medgan_core.site import SiteConfig, build_gan, train_round
+    from simulations.federation import resolve_run_config
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("report") / "run"
+    run = resolve_run_config({"run-dir": str(root), "site-records": "mitdb/106|mitdb/105",
+                              "holdout-records": "mitdb/116", "num-server-rounds": 2, "local-steps": 2,
+                              "batch-size": 32, "dp-enabled": False})
+    directory = RunDirectory(root)
+    directory.write_json("config.json", run.to_mapping())
+    torch.manual_seed(run.seed)
+    state = gan_state(build_gan(run))
+    evaluated = []
+    for rnd in (1, 2):
+        state, _ = train_round(site=SiteConfig.for_simulation(replace(run), 0), run=run, run_id="t",
+                               server_round=rnd, weights=state)
+        directory.save_checkpoint(rnd, state, {"model": run.model})
+        # What FedAvg's evaluate aggregation writes (values made up; the report only reads them).
+        evaluate = {key: 0.1 * rnd + i for i, key in enumerate(SITE_SCALAR_KEYS)} | {"eval-held-out": 0.0}
+        evaluated.append(evaluate)
+        directory.append_metrics({"round": rnd, "train": {"d-loss": 1.0, "g-loss": 2.0}, "evaluate": evaluate})
+    yield root, evaluated
+    torch.set_num_threads(threads)
+
+
+def test_report_recomputes_identically_from_the_saved_run(saved_run):
+    from simulations.report import ecg_report
+
+    root, _ = saved_run
+    first = ecg_report(root, **REPORT_ARGS)
+    first_json, first_md = (root / "report.json").read_text(), (root / "report.md").read_text()
+    encoder = root / "encoder.pt"
+    stamp = encoder.stat().st_mtime_ns
+    second = ecg_report(root, **REPORT_ARGS)
+    assert encoder.stat().st_mtime_ns == stamp  # the saved encoder was reused, not retrained
+    assert (root / "report.json").read_text() == first_json
+    assert (root / "report.md").read_text() == first_md
+    assert second["final_metrics"] == first["final_metrics"] and second["utility"] == first["utility"]
+    # The encoder is trained on the sites' training patients, never on the held-out one.
+    assert first["encoder"]["trained_on"] == ["mitdb/105", "mitdb/106"]
+
+
+def test_report_contents(saved_run):
+    from simulations.report import ecg_report
+
+    root, evaluated = saved_run
+    report = json.loads((root / "report.json").read_text()) if (root / "report.json").exists() else ecg_report(
+        root, **REPORT_ARGS)
+    # Existing consumers read these keys.
+    assert set(report["utility"]) == {"tstr", "trtr"} and report["privacy"] == {}
+    for name in ("N", "V"):
+        final, ref = report["final_metrics"][name], report["reference_metrics"][name]
+        for key in ("fd", "precision", "recall", "density", "coverage", "mmd2", "dtw_syn_to_real",
+                    "dtw_real_to_syn", "rmse", "mae", "psnr_db", "ssim"):
+            assert math.isfinite(final[key]) and math.isfinite(ref[key]), key
+        assert report["dtw_nearest_neighbour"][name]["synthetic_to_real_mv"] == final["dtw_syn_to_real"]
+    # Augmentation: the smallest site (site-0, 2027 beats), tested on patients it never saw.
+    gain = report["augmentation_gain"]
+    assert gain["site"] == "site-0" and gain["site_patients"] == ["mitdb/106"]
+    assert gain["test_patients"] == ["mitdb/116"] and not set(gain["site_patients"]) & set(gain["test_patients"])
+    assert gain["num_synthetic"] == 2 * REPORT_ARGS["n_per_class"]
+    # Per round: central scores of every checkpoint, and the sites' aggregated scores as recorded.
+    assert [r["round"] for r in report["rounds_central"]] == [1, 2]
+    assert all(math.isfinite(r["fd"]) for r in report["rounds_central"])
+    assert [r["fd"] for r in report["rounds_federated"]] == [e["fd"] for e in evaluated]
+    assert {"figures/real_vs_synthetic_beats.png", "figures/training_curves.png",
+            "figures/utility_curves.png"} <= set(report["figures"])
+    markdown = (root / "report.md").read_text()
+    assert "## Augmentation gain at the smallest site (site-0" in markdown
+    assert "What the sample-space rows mean" in markdown and "Memorisation check" in markdown

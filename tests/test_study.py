@@ -1,0 +1,91 @@
+"""The study: in-process FedAvg is Flower's arithmetic, the settings compose the site code,
+the table's conclusions are computed (and can say yes), and a tiny grid runs end to end."""
+
+import csv
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from simulations.study import StudyConfig, conclude, fedavg, run_study, train_setting
+
+TINY_SITES = {"site-records": "mitdb/106|mitdb/105", "holdout-records": "mitdb/116"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_fedavg_is_the_num_examples_weighted_mean():
+    a = {"generator.w": torch.tensor([1.0, 2.0]), "discriminator.b": torch.tensor([0.0])}
+    b = {"generator.w": torch.tensor([3.0, 6.0]), "discriminator.b": torch.tensor([4.0])}
+    out = fedavg([(a, {"num-examples": 1.0, "epsilon": 1.0}), (b, {"num-examples": 3.0, "epsilon": 2.0})])
+    assert list(out) == ["generator.w", "discriminator.b"]
+    assert torch.allclose(out["generator.w"], torch.tensor([2.5, 5.0]))  # (1*a + 3*b) / 4
+    assert torch.allclose(out["discriminator.b"], torch.tensor([3.0]))
+
+
+def test_one_federated_round_is_fedavg_of_the_sites_first_local_round(tmp_path):
+    from simulations.federation import resolve_run_config
+
+    run = resolve_run_config({**TINY_SITES, "run-dir": str(tmp_path / "local"), "num-server-rounds": 1,
+                              "local-steps": 2, "batch-size": 32, "dp-enabled": False})
+    local = train_setting("local", run)
+    federated = train_setting("federated", replace(run, run_dir=str(tmp_path / "federated")))
+    assert [h for h, _, _ in local] == ["site-0", "site-1"] and federated[0][0] == "federation"
+    # Same initial weights and per-site seeds: round 1 of each site is identical in both settings.
+    expected = fedavg([(state, {"num-examples": n}) for (_, state, _), n in zip(local, (2027.0, 2567.0))])
+    got = federated[0][1]
+    assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in expected)
+    with pytest.raises(ValueError, match="centralized"):
+        train_setting("pooled", run)
+
+
+def _row(setting, eps, tstr, fd=100.0, std=0.0):
+    return {"model": "m", "setting": setting, "target_epsilon": eps, "tstr_balanced_accuracy": tstr, "fd": fd,
+            "tstr_std": std}
+
+
+def test_conclusions_answer_both_questions_from_the_numbers():
+    falls = [_row("federated", 1.0, 0.60, fd=300), _row("federated", math.inf, 0.90, fd=100),
+             _row("local", 1.0, 0.55), _row("local", math.inf, 0.56)]
+    lines = conclude(falls)
+    assert any("m, federated: does utility fall as epsilon falls? yes" in line and "FD worsened" in line
+               for line in lines)
+    assert any("m, local: does utility fall as epsilon falls? no clear change" in line for line in lines)
+    assert any("federated beat local-only" in line and "better beyond noise at 2 of 2" in line for line in lines)
+    flat = conclude([_row("federated", 1.0, 0.70, std=0.05), _row("federated", math.inf, 0.75, std=0.05),
+                     _row("local", 1.0, 0.72, std=0.05), _row("local", math.inf, 0.74, std=0.05)])
+    assert any("no clear change" in line for line in flat)  # 0.05 < 2 x seed std = 0.10
+    assert any("better beyond noise at 0 of 2" in line for line in flat)
+
+
+def test_tiny_study_writes_an_honest_table(tmp_path):
+    study = StudyConfig(out_dir=tmp_path / "study", epsilons=(3.0, math.inf), rounds=1, local_steps=2,
+                        batch_size=32, synthetic_per_class=20, classifier_epochs=1, classifier_seeds=(0,),
+                        encoder_epochs=1, overrides=dict(TINY_SITES))
+    result = run_study(study)
+    out = Path(study.out_dir)
+    assert all((out / name).is_file() for name in ("study.md", "study.csv", "study.json", "study.png"))
+    rows = result["rows"]
+    assert rows[0]["setting"] == "reference (TRTR)" and len(rows) == 1 + 2 * 3
+    for row in rows[1:]:
+        if math.isinf(row["target_epsilon"]):
+            assert math.isinf(row["epsilon_spent"])
+        else:  # the derived noise plans every holder's budget to (never above) the target
+            assert 0.9 * 3.0 <= row["epsilon_spent"] <= 3.0
+        assert len(row["holders"]) == (2 if row["setting"] == "local" else 1)
+    with open(out / "study.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(rows)
+    saved = json.loads((out / "study.json").read_text())
+    assert saved["conclusions"] == result["conclusions"]
+    markdown = (out / "study.md").read_text()
+    assert "does utility fall as epsilon falls?" in markdown and "does federated beat local-only" in markdown
+    assert "1 rounds x 2 local steps" in markdown

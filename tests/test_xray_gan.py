@@ -1,0 +1,126 @@
+"""2-D conditional GANs for chest X-rays: DP-compatible, registered, and trained by the
+same DP-SGD step as ECG (BCE and Wasserstein losses)."""
+
+import pytest
+import torch
+from opacus.validators import ModuleValidator
+
+from medgan_core.errors import ConfigError
+from medgan_core.models.registry import GanPair, available_gans, create_gan
+from medgan_core.models.xray import Critic2D, XrayGanConfig
+from medgan_core.training import dp_gan
+from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, WassersteinLoss, train_local_gan
+
+VARIANTS = ("dcgan2d", "wgan2d")
+
+
+def _images(n=96, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g) * 2 - 1, torch.randint(0, 2, (n,), generator=g)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("size", [64, 128])
+def test_generator_output_is_a_conditional_image_in_tanh_range(name, size):
+    torch.manual_seed(0)
+    gan = create_gan(name, image_size=size)
+    z = torch.randn(4, gan.latent_dim)
+    normal = gan.generator(z, torch.zeros(4, dtype=torch.long))
+    pneumonia = gan.generator(z, torch.ones(4, dtype=torch.long))
+    assert normal.shape == (4, 1, size, size)
+    assert normal.abs().max() <= 1.0
+    # Same noise, other class: a different image (the label reaches the generator).
+    assert (normal - pneumonia).abs().mean() > 1e-4
+    scores = gan.discriminator(normal, torch.zeros(4, dtype=torch.long))
+    assert scores.shape == (4,)
+    # The class projection makes the score depend on the label given with the image.
+    assert not torch.allclose(scores, gan.discriminator(normal, torch.ones(4, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("size", [8, 48, 96])
+def test_image_size_must_be_four_times_a_power_of_two(size):
+    with pytest.raises(ValueError, match="image_size"):
+        XrayGanConfig(image_size=size)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_discriminator_is_valid_for_opacus_and_has_no_batchnorm(name):
+    discriminator = create_gan(name).discriminator
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in discriminator.modules())
+    assert ModuleValidator.validate(discriminator, strict=False) == []
+
+
+def test_registry_knows_both_variants_and_their_losses():
+    assert {"dcgan2d", "wgan2d"} <= set(available_gans())
+    assert create_gan("dcgan2d").loss == "bce"
+    assert create_gan("wgan2d").loss == "wasserstein"
+    with pytest.raises(ValueError, match="wgan2d"):
+        create_gan("wgan-2d")
+
+
+def test_wasserstein_loss_is_minus_score_for_real_and_score_for_fake():
+    scores, targets = torch.tensor([2.0, -1.0, 3.0]), torch.tensor([1.0, 1.0, 0.0])
+    # Per sample: -2 (real), +1 (real), +3 (fake).
+    assert torch.equal(WassersteinLoss(reduction="none")(scores, targets), torch.tensor([-2.0, 1.0, 3.0]))
+    assert WassersteinLoss(reduction="sum")(scores, targets).item() == pytest.approx(2.0)
+    assert WassersteinLoss()(scores, targets).item() == pytest.approx(2.0 / 3.0)
+
+
+@pytest.mark.parametrize("name, mode", [("dcgan2d", "hooks"), ("wgan2d", "ghost")])
+def test_dp_training_of_2d_gan_accounts_exactly_the_discriminator_steps(name, mode):
+    x, y = _images()
+    gan = create_gan(name, image_size=32)
+    before = [p.clone() for p in gan.generator.parameters()]
+    result = train_local_gan(gan=gan, beats=x, labels=y, config=LocalTrainingConfig(local_steps=3, batch_size=16),
+                             dp=DPSettings(noise_multiplier=1.0, grad_sample_mode=mode))
+    assert result.dp_history == [(1.0, 16 / 96, 3)]
+    assert all(torch.isfinite(torch.tensor([result.d_loss, result.g_loss])))
+    assert any(not torch.equal(b, a) for b, a in zip(before, gan.generator.parameters()))
+    # The plain discriminator comes back, trainable and free of Opacus hooks.
+    assert all(p.requires_grad for p in gan.discriminator.parameters())
+    assert not hasattr(gan.discriminator, "_module")
+
+
+def test_wgan_critic_weights_stay_clipped_through_dp_training():
+    x, y = _images()
+    gan = create_gan("wgan2d", image_size=32, weight_clip=0.01)
+    # A large learning rate: Adam's first step alone moves each weight by about lr.
+    train_local_gan(gan=gan, beats=x, labels=y,
+                    config=LocalTrainingConfig(local_steps=3, batch_size=16, learning_rate_d=0.1),
+                    dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
+    largest = max(p.abs().max().item() for p in gan.discriminator.parameters())
+    assert largest == pytest.approx(0.01)  # at the bound: the clip was active and held
+
+
+def test_wgan_generator_step_leaves_the_critic_untouched(monkeypatch):
+    seen = []
+    original = dp_gan._generator_step
+
+    def spy(gan, discriminator, optimizer, *args):
+        before = [(p.clone(), None if p.grad is None else p.grad.clone()) for p in gan.discriminator.parameters()]
+        loss = original(gan, discriminator, optimizer, *args)
+        after = [(p, p.grad) for p in gan.discriminator.parameters()]
+        seen.append(all(torch.equal(w0, w1) and ((g0 is None and g1 is None) or torch.equal(g0, g1))
+                        for (w0, g0), (w1, g1) in zip(before, after)))
+        return loss
+
+    monkeypatch.setattr(dp_gan, "_generator_step", spy)
+    x, y = _images()
+    train_local_gan(gan=create_gan("wgan2d", image_size=32), beats=x, labels=y,
+                    config=LocalTrainingConfig(local_steps=2, batch_size=16),
+                    dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
+    assert seen == [True, True]
+
+
+def test_wasserstein_pair_without_a_lipschitz_constraint_is_refused():
+    gan = create_gan("dcgan2d", image_size=32)
+    unconstrained = GanPair(gan.generator, gan.discriminator, gan.latent_dim, gan.num_classes, loss="wasserstein")
+    x, y = _images()
+    with pytest.raises(ConfigError, match="enforce_lipschitz"):
+        train_local_gan(gan=unconstrained, beats=x, labels=y, config=LocalTrainingConfig(local_steps=1, batch_size=16),
+                        dp=None)
+
+
+def test_critic_starts_within_its_clip():
+    critic = Critic2D(XrayGanConfig(image_size=32, weight_clip=0.02))
+    assert max(p.abs().max().item() for p in critic.parameters()) <= 0.02
