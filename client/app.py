@@ -110,7 +110,7 @@ def audit(msg: Message, context: Context) -> Message:
     try:
         config = msg.content["config"] if "config" in msg.content else {}
         attacks = parse_attacks(str(config.get("attacks", run.audit_attacks)))
-        audits = site_audit(site=site, run=run, weights=_weights(msg), attacks=attacks, seed=run.seed)
+        audits = site_audit(site=site, run=run, weights=_weights(msg), attacks=attacks)
     except (ConfigError, ValueError) as error:
         return _refuse(msg, site.site_id, error)
     return Message(content=RecordDict({"metrics": MetricRecord(audit_metrics(audits))}), reply_to=msg)

@@ -123,7 +123,7 @@ def site_report(site: SiteConfig) -> str:
     lines.append("classes: " + ", ".join(f"{n}={c}" for n, c in zip(data.class_names, counts)))
     lines += [f"  skipped {s['path']}: {s['reason']} (fix: {s['fix']})" for s in report.skipped]
     if len(data.labels) == 0:
-        raise ConfigError(f"{site.site_id}: no usable record under {site.data_paths}; see the skipped list above\n"
+        raise ConfigError(f"{site.site_id}: no usable record under {site.data_paths}; what was found:\n"
                           + "\n".join(lines))
     lines.append(f"privacy budget: epsilon {site.target_epsilon:g}, delta {site.target_delta:g} "
                  f"(ledger {site.ledger_path}): {_spent(site)}")
@@ -131,8 +131,8 @@ def site_report(site: SiteConfig) -> str:
                  + ("allowed" if site.allow_non_private else "refused"))
     lines.append("shared per training round: the GAN weights (generator + discriminator, DP-SGD on the "
                  "discriminator) and the scalars " + ", ".join(SHARED_TRAIN_KEYS)
-                 + "; once per site: the class proportions with Gaussian noise. Per evaluation: scalar "
-                   "means only. No record, sample or per-patient value leaves the site.")
+                 + "; once per site: the class proportions with Gaussian noise. Per evaluation: aggregate "
+                   "scalars only. No record, sample or per-patient value leaves the site.")
     return "\n".join(lines)
 
 
@@ -197,6 +197,8 @@ def run_supervised(command: list[str], *, env: dict[str, str], log: TextIO | Non
             logger.warning("SuperNode stopped (Flower exit code %s); restarting in %.0f s (restart %d)",
                            flower_code, delay, restarts)
             time.sleep(delay)
+            if stopping:
+                return 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -237,6 +239,9 @@ def _executable(name: str) -> str:
 def daemon_env(flwr_home: Path) -> dict[str, str]:
     """Environment for Flower processes at a site: its own FLWR_HOME, no telemetry."""
     env = dict(os.environ)
+    # Flower starts `flower-superexec` by name: put this interpreter's environment first on
+    # PATH so an un-activated venv (as in CI) still finds it.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({"FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
                 "PYTHONUNBUFFERED": "1"})
     return env

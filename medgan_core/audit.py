@@ -30,7 +30,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from medgan_core.training.dp_gan import LocalTrainingConfig, train_local_gan
 from privacy.audit.canaries import CanarySet, craft_canaries
 from privacy.audit.runner import DEFAULT_ATTACKS, AttackAudit, audit_generator, sample_generator
 from privacy.ledger import PrivacyLedger
+
+if TYPE_CHECKING:  # medgan_core.site imports this module lazily (canaries), never the reverse
+    from medgan_core.site import SiteConfig
 
 __all__ = [
     "AuditPools",
@@ -284,7 +287,7 @@ def audit_federation(
 
 def site_audit(
     *,
-    site: "SiteConfig",  # noqa: F821 - medgan_core.site imports this module lazily
+    site: SiteConfig,
     run: RunConfig,
     weights: dict[str, np.ndarray],
     attacks: Sequence[str],
@@ -298,6 +301,7 @@ def site_audit(
     Members are the site's training records; non-members and the reference are its own
     held-out patients (``SiteConfig.audit_paths``, split by patient, see module doc). A
     reference GAN is trained on the site's reference patients only if an attack needs it.
+    The site never sees the simulation's canary bits, so its reference keeps every beat.
 
     Raises:
         ConfigError: the site has fewer than two held-out patients, or a bad modality.

@@ -161,13 +161,14 @@ class SitePatientSplit:
     held_out: bool = field(default=False)
 
 
-def split_site_patients(patients: Sequence[str], *, min_patients: int, fraction: float = 0.25
+def split_site_patients(patients: Sequence[str], *, min_patients: int, fraction: float = 0.1
                         ) -> SitePatientSplit:
     """Patient-level evaluation split of one site's patients.
 
     A site with at least ``min_patients`` patients holds out ``max(1, round(fraction * n))``
-    whole patients for evaluation, chosen by a hash of the patient id (stable across runs
-    and independent of the order the records are listed in). A site with fewer patients
+    whole patients for evaluation (one of 4-14 patients, 10% of many), chosen by a hash of
+    the patient id (stable across runs and independent of the order the records are
+    listed in); the site's training uses the others only. A site with fewer patients
     cannot spare one (with two or three patients, one of them typically holds nearly all
     of a rare class), so it evaluates on its training patients and ``held_out`` is False:
     its scores are then optimistic and say so. Splitting a record in time is never done:

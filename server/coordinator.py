@@ -133,6 +133,10 @@ def write_connection(options: SuperLinkOptions) -> Path:
 def flwr_env(state_dir: Path) -> dict[str, str]:
     """Environment for Flower processes of this coordinator."""
     env = dict(os.environ)
+    # The SuperLink and SuperNode start `flower-superexec` by name: put this interpreter's
+    # environment first on PATH so an un-activated venv (as in CI) still finds it.
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     env.update({"FLWR_HOME": str((state_dir / "flwr").resolve()), "FLWR_TELEMETRY_ENABLED": "0",
                 "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"})
     return env
@@ -238,8 +242,11 @@ def cmd_start(args: argparse.Namespace) -> int:
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
     _pump(process, options.state_dir / "superlink.log")
 
+    stopping: list[int] = []
+
     def stop(signum: int, _frame: object) -> None:
         logger.info("stopping the SuperLink (signal %d)", signum)
+        stopping.append(signum)
         process.terminate()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -256,7 +263,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             if node_id:
                 _remember_site(options.state_dir, node_id, key.stem)
         logger.info("SuperLink ready on %s (connection %r, state %s)", options.address, CONNECTION, options.state_dir)
-        return process.wait()
+        code = process.wait()
+        return 0 if stopping else code
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         logger.error("%s", error)
         if process.poll() is None:
@@ -297,6 +305,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from click import ClickException  # what Flower's config parser raises
     from flwr.common.config import get_fused_config_from_dir, parse_config_args
 
     from medgan_core.config import RunConfig
@@ -316,7 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:  # the same fuse and checks the ServerApp will do, before anything is shipped
         RunConfig.from_mapping(get_fused_config_from_dir(args.app, parse_config_args(overrides)))
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError, ClickException) as error:
         logger.error("%s", error)
         return 2
     app = stage_app(args.state_dir / "app", args.app)
@@ -327,13 +336,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     process = subprocess.Popen(command, env=flwr_env(args.state_dir), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
-    run_id = _follow(process)
-    try:
-        code = process.wait(timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        process.terminate()
-        logger.error("stopped following after %d s; run %s goes on (flwr ls %s)", args.timeout, run_id, CONNECTION)
-        return 1
+    run_id = _follow(process)  # `flwr run --stream` returns when the run ends
+    code = process.wait()
     _print_rounds(run_dir, _site_names(args.state_dir))
     status = _run_status(run_id, args.state_dir) if run_id else "not started"
     logger.info("run %s: %s after %.0f s; run directory %s", run_id, status, time.monotonic() - started, run_dir)
@@ -421,7 +425,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--run-dir", required=True, help="where the ServerApp writes checkpoints and metrics")
     run.add_argument("--resume", action="store_true", help="continue RUN_DIR from its latest checkpoint")
     run.add_argument("--app", type=Path, default=APP_DIR, help="the Flower app (default: this project)")
-    run.add_argument("--timeout", type=int, default=None, help="stop following after this many seconds")
     run.set_defaults(coordinator_func=cmd_run)
 
 

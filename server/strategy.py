@@ -64,6 +64,12 @@ class RunRecorder(Strategy):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         self._round_record["sites"] = _per_site(replies)
+        for node, site in self._round_record["sites"].items():
+            if "error" in site:
+                logger.warning("round %d: node %s refused: %s", server_round, node, site["error"])
+            else:
+                logger.info("round %d: node %s spent epsilon %.3f so far, %d examples", server_round, node,
+                            site.get("epsilon", float("nan")), site.get("num-examples", 0))
         arrays, metrics = self.inner.aggregate_train(server_round, replies)
         self._round_record["train"] = dict(metrics) if metrics is not None else None
         if arrays is not None:

@@ -72,6 +72,18 @@ def _check_manifest(run: RunConfig) -> None:
                           "holdout-records); was the config or the bundled data changed after the run?")
 
 
+def _initial_gan(run: RunConfig) -> GanPair:
+    """The global model before round 1, built as the ServerApp builds it."""
+    from medgan_core.site import build_gan
+
+    torch.manual_seed(run.seed)
+    return build_gan(run)
+
+
+def _auc(audit: Any) -> float | None:
+    return audit.result.auc if audit.result is not None else None
+
+
 def _reference_gan(run: RunConfig, steps: int, seed: int) -> GanPair:
     """The reference GAN, cached in the run dir so repeated audits compare like with like."""
     from medgan_core.site import build_gan
@@ -128,6 +140,11 @@ def audit_run(
     reference = _reference_gan(run, steps, seed) if "gan_leaks_calibrated" in names else None
     scopes = audit_federation(run=run, gan=gan, reference_gan=reference, attacks=names,
                               n_synthetic=n_synthetic, seed=seed)
+    # The same audit of the federation's untrained initial model: how far from 0.5 an
+    # attack is for reasons other than training (e.g. members and non-members being
+    # different patients). Leakage shows as a change from this baseline.
+    baseline = audit_federation(run=run, gan=_initial_gan(run), reference_gan=reference, attacks=names,
+                                n_synthetic=n_synthetic, seed=seed)
     non_member_patients, reference_patients = split_audit_patients(run.holdout_records.split())
     report: dict[str, Any] = {
         "run_dir": str(directory.root),
@@ -148,7 +165,8 @@ def audit_run(
         first = next(iter(audits.values()))
         report["scopes"][scope] = {
             "accountant_epsilon": first.accountant_epsilon,
-            "attacks": {name: audit.to_dict() for name, audit in audits.items()},
+            "attacks": {name: {**audit.to_dict(), "untrained_auc": _auc(baseline[scope][name])}
+                        for name, audit in audits.items()},
         }
         curves = {name: (a.fpr, a.tpr) for name, a in audits.items() if a.fpr is not None}
         if curves:
@@ -174,19 +192,19 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """The audit as a Markdown table: one row per scope (site) and attack."""
-    header = ("| scope | attack | AUC [95% CI] | TPR@1%FPR | TPR@0.1%FPR | members / non-members "
-              "| epsilon lower bound | accountant epsilon | verdict |")
-    lines = [header, "|" + "---|" * 9]
+    header = ("| scope | attack | AUC [95% CI] | AUC untrained | TPR@1%FPR | TPR@0.1%FPR "
+              "| members / non-members | epsilon lower bound | accountant epsilon | verdict |")
+    lines = [header, "|" + "---|" * 10]
     for scope, entry in report["scopes"].items():
         for name, audit in entry["attacks"].items():
             r = audit["result"]
             if r is None:
-                lines.append(f"| {scope} | {name} | failed: {audit['error']} | | | | | | |")
+                lines.append(f"| {scope} | {name} | failed: {audit['error']} | | | | | | | |")
                 continue
             bound = audit["lower_bound"]
             lines.append(
                 f"| {scope} | {name} | {_num(r['auc'])} [{_num(r['auc_ci_low'])}, {_num(r['auc_ci_high'])}] "
-                f"| {_num(r['tpr_at_1pct_fpr'])} | {_num(r['tpr_at_01pct_fpr'])} "
+                f"| {_num(audit.get('untrained_auc'))} | {_num(r['tpr_at_1pct_fpr'])} | {_num(r['tpr_at_01pct_fpr'])} "
                 f"| {r['num_members']} / {r['num_non_members']} "
                 f"| {_num(bound['epsilon_lb']) if bound else 'n/a (not randomized)'} "
                 f"| {_num(entry['accountant_epsilon'])} | {'**VIOLATION**' if audit['violation'] else audit['verdict'] or '-'} |"

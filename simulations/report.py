@@ -198,7 +198,7 @@ def _ecg_report(run_dir: Path, *, n_per_class: int, dtw_samples: int, seed: int,
         logger.warning("--inception %s ignored: Inception-v3 FID is for images; ECG uses the domain encoder's FD",
                        inception)
     report = {
-        "run_dir": str(directory.root),
+        "run_dir": str(directory.root.resolve()),
         "dp_enabled": run.dp_enabled,
         "rounds": len(history),
         "privacy": privacy,
@@ -341,10 +341,14 @@ def _final_metrics_md(report: dict) -> list[str]:
               "reconstruction quality (a GAN sample has no true partner), and copying the training data would "
               "score best. Read them with the feature-space rows, and with the memorisation check below.", "",
               "Memorisation check (nearest-neighbour RMSE to the training beats, mV): synthetic beats closer to the "
-              "training set than fresh held-out beats are would be a warning sign.", "",
-              "| class | synthetic -> training | held-out real -> training |", "|---|---|---|"]
+              "training set than fresh held-out beats are a warning sign, either of memorisation or of collapse onto "
+              "the most typical training beats (then PRDC recall and coverage are near 0). DP bounds what any beat "
+              "can reveal; the membership-inference audits (privacy/audit) test it directly.", "",
+              "| class | synthetic -> training | held-out real -> training | synthetic closer |", "|---|---|---|---|"]
     for name, m in report["memorisation"].items():
-        lines.append(f"| {name} | {_fmt(m['synthetic_to_train_rmse'])} | {_fmt(m['holdout_to_train_rmse'])} |")
+        closer = m["synthetic_to_train_rmse"] < m["holdout_to_train_rmse"]
+        lines.append(f"| {name} | {_fmt(m['synthetic_to_train_rmse'])} | {_fmt(m['holdout_to_train_rmse'])} | "
+                     f"{'yes' if closer else 'no'} |")
     return lines
 
 
@@ -383,7 +387,8 @@ def _rounds_md(report: dict) -> list[str]:
     lines = ["", "## Per round", "",
              "Central: the round's global generator scored here on the held-out patients (macro over classes, "
              f"{report['settings']['round_samples']} synthetic beats per class). Sites: each site's own scores of "
-             "the global generator (its own encoder, its evaluation patients; `eval-held-out` is the share of "
+             "the global generator (its own encoder, its evaluation patients, pooled over its class mix, so not "
+             "comparable with the central columns; `eval-held-out` is the share of "
              "evaluated beats from patients the site held out of training, 0 = sites too small to hold one out, "
              "scored on their training patients), averaged by FedAvg weighted by beats.", "",
              "| round | FD central | DTW central (mV) | coverage central | FD sites | DTW sites (mV) | "

@@ -169,12 +169,12 @@ def _markdown(report: dict, run: RunConfig) -> str:
     for key, label in (("tstr", "synthetic (TSTR)"), ("trtr", "real site data (TRTR)")):
         u = report["utility"][key]
         lines.append(f"| {label} | {_fmt(u['balanced_accuracy'])} | {_fmt(u['auroc'])} | {_fmt(u['macro_f1'])} |")
-    nn = report["nearest_neighbour_rmse"]
+    nearest = report["nearest_neighbour_rmse"]
     lines += ["", "## Memorisation check: RMSE to the nearest training image (pixels in [0, 1])", "",
               "| images | mean | std |", "|---|---|---|",
-              f"| synthetic | {_fmt(nn['synthetic_to_train']['mean'])} | {_fmt(nn['synthetic_to_train']['std'])} |",
-              f"| held-out real (reference) | {_fmt(nn['holdout_to_train']['mean'])} | "
-              f"{_fmt(nn['holdout_to_train']['std'])} |",
+              f"| synthetic | {_fmt(nearest['synthetic_to_train']['mean'])} | {_fmt(nearest['synthetic_to_train']['std'])} |",
+              f"| held-out real (reference) | {_fmt(nearest['holdout_to_train']['mean'])} | "
+              f"{_fmt(nearest['holdout_to_train']['std'])} |",
               "", "Synthetic images far closer to training images than fresh real images are would suggest copying.",
               "", "## Figures", ""] + [f"![{f}]({f})" for f in report["figures"]]
     lines += ["", f"Synthetic X-rays as DICOM Secondary Capture (+ PNG previews): `{report['synthetic_dicom']}/`", ""]

@@ -21,7 +21,7 @@ from privacy.audit.runner import DEFAULT_ATTACKS, audit_generator, audit_metrics
 DATA = "data/ecg/mitdb"
 DELTA = 1e-5
 # 64 canaries, about half of them the whole training set: small enough to memorise.
-NUM_CANARIES, STEPS, BATCH = 64, 300, 16
+NUM_CANARIES, STEPS, BATCH = 64, 800, 16
 DP_STEPS = 100  # epsilon = 1 whatever the steps; fewer keep the (slower) DP-SGD test short
 
 

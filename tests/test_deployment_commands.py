@@ -3,7 +3,9 @@
 flower-superlink and `flwr run`, and what `medgan site check` tells hospital IT."""
 
 import hashlib
+import os
 import shutil
+import sys
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -129,3 +131,28 @@ def test_site_check_reports_loaded_skipped_classes_budget_and_what_is_shared(tmp
     (data / "105.dat").unlink()
     assert medgan(["site", "check", "--config", str(toml)]) == 2
     assert "no usable record" in capsys.readouterr().err
+
+
+def _fake_supernode(tmp_path: Path, flower_code: int) -> list[str]:
+    """A stand-in that logs Flower's exit line and exits 1, as flower-supernode does."""
+    counter = tmp_path / "starts"
+    script = (f"import pathlib; p = pathlib.Path({str(counter)!r}); "
+              f"p.write_text(str(int(p.read_text() or 0) + 1) if p.exists() else '1'); "
+              f"print('ERROR : Exit Code: {flower_code}'); raise SystemExit(1)")
+    return [sys.executable, "-c", script]
+
+
+def test_daemon_restarts_a_failed_supernode_but_not_a_misconfigured_one(tmp_path):
+    import io
+
+    from client.daemon import run_supervised
+
+    log = io.StringIO()
+    # 305 (connection failed, e.g. coordinator down or key not registered yet): restarted.
+    assert run_supervised(_fake_supernode(tmp_path, 305), env=dict(os.environ), log=log, max_restarts=1) == 1
+    assert (tmp_path / "starts").read_text() == "2"
+    assert log.getvalue().count("Exit Code: 305") == 2
+    # 302 (invalid auth key): a restart cannot fix it.
+    (tmp_path / "starts").unlink()
+    assert run_supervised(_fake_supernode(tmp_path, 302), env=dict(os.environ), log=log, max_restarts=5) == 1
+    assert (tmp_path / "starts").read_text() == "1"
