@@ -127,7 +127,7 @@ def _federated_rounds(history: list[dict]) -> list[dict]:
 
 
 def ecg_report(run_dir: str | Path, *, n_per_class: int = 500, dtw_samples: int = 150, seed: int = 0,
-               wfdb_per_class: int = 100, encoder_epochs: int = 5, classifier_epochs: int = 8,
+               wfdb_per_class: int = 500, encoder_epochs: int = 5, classifier_epochs: int = 8,
                classifier_seeds: Sequence[int] = (0, 1, 2), round_samples: int = 200,
                inception: str | Path | None = None) -> dict:
     """Write ``report.json``, ``report.md``, figures and the synthetic WFDB export.
@@ -193,7 +193,13 @@ def _ecg_report(run_dir: Path, *, n_per_class: int, dtw_samples: int, seed: int,
     wfdb_dir = directory.root / "synthetic_wfdb"
     beats, labels = synthetic.samples[:, 0].numpy(), synthetic.labels.numpy()
     picks = np.concatenate([np.flatnonzero(labels == c)[:wfdb_per_class] for c in range(num_classes)])
-    write_synthetic_wfdb(beats[picks], labels[picks], wfdb_dir, config=config)
+    written = write_synthetic_wfdb(beats[picks], labels[picks], wfdb_dir, config=config)
+    # The exported files are what a user gets: read them back with wfdb (the project's
+    # reader: rdrecord + rdann, resampling, beat windows) and train the same classifier.
+    exported = ecg_labelled_set(written, [path.name for path in written])
+    tstr_exported = classifier_scores(exported, holdout, num_classes=num_classes, epochs=classifier_epochs,
+                                      seeds=classifier_seeds)
+    tstr_exported["num_beats"] = len(exported)
     if inception is not None:
         logger.warning("--inception %s ignored: Inception-v3 FID is for images; ECG uses the domain encoder's FD",
                        inception)
@@ -209,7 +215,7 @@ def _ecg_report(run_dir: Path, *, n_per_class: int, dtw_samples: int, seed: int,
             name: {"synthetic_to_real_mv": s["dtw_syn_to_real"], "real_to_synthetic_mv": s["dtw_real_to_syn"],
                    "reference_train_to_holdout_mv": final["reference"][name]["dtw_syn_to_real"]}
             for name, s in final["per_class"].items() if "dtw_syn_to_real" in s},
-        "utility": {"tstr": final["tstr"], "trtr": trtr},
+        "utility": {"tstr": final["tstr"], "tstr_exported_wfdb": tstr_exported, "trtr": trtr},
         "final_metrics": final["per_class"],
         "reference_metrics": final["reference"],
         "memorisation": final["memorisation"],
@@ -366,6 +372,9 @@ def _utility_md(report: dict) -> list[str]:
              f"The same small CNN ({s['classifier_epochs']} epochs, seeds {s['classifier_seeds']}), trained on "
              "synthetic beats (TSTR) or on all sites' real training beats (TRTR).", ""] + head
     lines.append(_scores_row("synthetic (TSTR)", report["utility"]["tstr"]))
+    exported = report["utility"].get("tstr_exported_wfdb")
+    if exported is not None:
+        lines.append(_scores_row(f"exported WFDB read back ({exported['num_beats']} beats)", exported))
     lines.append(_scores_row("real site data (TRTR)", report["utility"]["trtr"]))
     lines += ["", f"## Augmentation gain at the smallest site ({gain['site']}: {', '.join(gain['site_patients'])}, "
               f"{gain['num_site']} beats)", "",
