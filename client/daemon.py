@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from medgan_core.errors import ConfigError
+from medgan_core.processes import console_script, flower_process_env
 
 if TYPE_CHECKING:
     from medgan_core.site import SiteConfig
@@ -83,7 +82,7 @@ def supernode_command(*, site_toml: Path, options: SuperNodeOptions) -> list[str
     site_toml = site_toml.resolve()
     if "'" in str(site_toml):
         raise ConfigError(f"{site_toml}: the site config path must not contain a quote (')")
-    command = [_executable("flower-supernode"), "--superlink", options.superlink,
+    command = [console_script("flower-supernode"), "--superlink", options.superlink,
                "--node-config", f"site-config='{site_toml}'",
                "--isolation", "subprocess", "--port", str(options.runtime_port)]
     if options.max_wait_time is not None:
@@ -227,26 +226,6 @@ def _terminate(process: subprocess.Popen[str]) -> None:
         process.kill()
 
 
-def _executable(name: str) -> str:
-    """The Flower entry point of this interpreter's environment, else from PATH."""
-    local = Path(sys.executable).with_name(name)
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        raise ConfigError(f"{name} not found; install the project (pip install -e .) in this environment")
-    return found
-
-
-def daemon_env(flwr_home: Path) -> dict[str, str]:
-    """Environment for Flower processes at a site: its own FLWR_HOME, no telemetry."""
-    env = dict(os.environ)
-    # Flower starts `flower-superexec` by name: put this interpreter's environment first on
-    # PATH so an un-activated venv (as in CI) still finds it.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.update({"FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-                "PYTHONUNBUFFERED": "1"})
-    return env
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``medgan site check`` and ``medgan site start``."""
     sub = parser.add_subparsers(dest="site_command", required=True)
@@ -303,7 +282,7 @@ def main(args: argparse.Namespace) -> int:
         log.write(report + "\n")
         logger.info("site %s connecting to %s (log %s)", site.site_id, args.superlink, log_path)
         try:
-            return run_supervised(command, env=daemon_env(options.flwr_home), log=log,
+            return run_supervised(command, env=flower_process_env(options.flwr_home), log=log,
                                   max_restarts=args.max_restarts, stable_after=120.0)
         finally:
             logging.getLogger().removeHandler(handler)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import shutil
 import signal
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medgan_core.errors import ConfigError
+from medgan_core.processes import console_script, flower_process_env
 
 __all__ = [
     "APP_PACKAGES",
@@ -90,7 +90,7 @@ def superlink_command(options: SuperLinkOptions) -> list[str]:
     Raises:
         ConfigError: if a certificate file is missing (secure mode).
     """
-    command = [_executable("flower-superlink"), "--host", options.host, "--port", str(options.port),
+    command = [console_script("flower-superlink"), "--host", options.host, "--port", str(options.port),
                "--database", str((options.state_dir / "superlink.db").resolve()),
                # The app's dependencies are this environment's; never `uv sync` at run time.
                "--disable-runtime-dependency-installation"]
@@ -132,14 +132,7 @@ def write_connection(options: SuperLinkOptions) -> Path:
 
 def flwr_env(state_dir: Path) -> dict[str, str]:
     """Environment for Flower processes of this coordinator."""
-    env = dict(os.environ)
-    # The SuperLink and SuperNode start `flower-superexec` by name: put this interpreter's
-    # environment first on PATH so an un-activated venv (as in CI) still finds it.
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
-    env.update({"FLWR_HOME": str((state_dir / "flwr").resolve()), "FLWR_TELEMETRY_ENABLED": "0",
-                "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"})
-    return env
+    return flower_process_env((state_dir / "flwr").resolve())
 
 
 def register_site(public_key: Path, *, state_dir: Path, timeout: float = 120) -> int | None:
@@ -151,7 +144,7 @@ def register_site(public_key: Path, *, state_dir: Path, timeout: float = 120) ->
     Raises:
         RuntimeError: if the SuperLink refuses the key for another reason.
     """
-    command = [_executable("flwr"), "supernode", "register", str(public_key), CONNECTION,
+    command = [console_script("flwr"), "supernode", "register", str(public_key), CONNECTION,
                "--name", public_key.stem, "--format", "json"]
     done = subprocess.run(command, env=flwr_env(state_dir), capture_output=True, text=True, timeout=timeout)
     try:
@@ -184,14 +177,6 @@ def stage_app(out_dir: Path, app_dir: Path = APP_DIR) -> Path:
         shutil.copytree(app_dir / package, out_dir / package,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "test_*.py"))
     return out_dir
-
-
-def _executable(name: str) -> str:
-    local = Path(sys.executable).with_name(name)
-    found = str(local) if local.exists() else shutil.which(name)
-    if found is None:
-        raise ConfigError(f"{name} not found; install the project (pip install -e .) in this environment")
-    return found
 
 
 def _wait_for_port(address: str, process: subprocess.Popen, timeout: float) -> None:
@@ -329,7 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         logger.error("%s", error)
         return 2
     app = stage_app(args.state_dir / "app", args.app)
-    command = [_executable("flwr"), "run", str(app), CONNECTION, "--stream"]
+    command = [console_script("flwr"), "run", str(app), CONNECTION, "--stream"]
     for item in overrides:
         command += ["--run-config", item]
     logger.info("launching on the federation: %s", " ".join(command[1:]))
@@ -358,7 +343,7 @@ def _follow(process: subprocess.Popen) -> str | None:
 
 def _run_status(run_id: str, state_dir: Path) -> str:
     """``finished:completed``, ``finished:failed``, ... as ``flwr ls`` reports it."""
-    listed = subprocess.run([_executable("flwr"), "ls", CONNECTION, "--run-id", run_id, "--format", "json"],
+    listed = subprocess.run([console_script("flwr"), "ls", CONNECTION, "--run-id", run_id, "--format", "json"],
                             env=flwr_env(state_dir), capture_output=True, text=True, timeout=120)
     try:
         runs = json.loads(listed.stdout[listed.stdout.index("{"):])["runs"]

@@ -134,6 +134,19 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from medgan_core.errors import ConfigError
+    from simulations.compare import compare_runs
+
+    try:
+        compare_runs(args.run_dir, args.out)
+    except ConfigError as error:
+        raise SystemExit(f"medgan compare: {error}") from error
+    print((Path(args.out) / "privacy_utility.md").read_text())
+    print(f"written: {Path(args.out) / 'privacy_utility.png'}, {Path(args.out) / 'privacy_utility.csv'}")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from medgan_core.generate import load_run_gan, sample_per_class
 
@@ -200,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--local-steps", type=int, help="local steps per round (default 100; --quick 25)")
     study.add_argument("--run-config", action="append", help="run-config overrides, as for simulate")
     study.set_defaults(func=cmd_study)
+
+    compare = sub.add_parser("compare", help="privacy-utility table and plot over finished runs (their report.json)")
+    compare.add_argument("--run-dir", action="append", required=True, help="a finished run; repeat for each run")
+    compare.add_argument("--out", default="runs/compare", help="where privacy_utility.md/.csv/.png go")
+    compare.set_defaults(func=cmd_compare)
 
     generate = sub.add_parser("generate", help="write N synthetic samples per class from a run's generator")
     generate.add_argument("--run-dir", required=True)

@@ -306,16 +306,22 @@ _METRIC_ROWS = (
 )
 
 
+def privacy_table_md(privacy: dict[str, dict]) -> list[str]:
+    """Markdown rows: each site's spend from its ledger (``site_privacy_summary``)."""
+    lines = ["## Privacy spent per site (from each site's ledger)", "",
+             "| site | epsilon spent | target | delta | noise multiplier | DP steps | within budget |",
+             "|---|---|---|---|---|---|---|"]
+    for site, s in privacy.items():
+        lines.append(f"| {site} | {_fmt(s['epsilon_spent'])} | {s['target_epsilon']:g} | {s['target_delta']:g} | "
+                     f"{_fmt(s['noise_multiplier'])} | {s['steps']} | {s['within_budget']} |")
+    return lines
+
+
 def _markdown(report: dict, run: RunConfig) -> str:
     lines = [f"# Federation report: {report['run_dir']}", ""]
     lines += [f"Modality {run.modality}, model {run.model}, {report['rounds']} rounds, "
               f"DP {'on' if report['dp_enabled'] else 'OFF (non-private control)'}.", ""]
-    lines += ["## Privacy spent per site (from each site's ledger)", "",
-              "| site | epsilon spent | target | delta | noise multiplier | DP steps | within budget |",
-              "|---|---|---|---|---|---|---|"]
-    for site, s in report["privacy"].items():
-        lines.append(f"| {site} | {_fmt(s['epsilon_spent'])} | {s['target_epsilon']:g} | {s['target_delta']:g} | "
-                     f"{_fmt(s['noise_multiplier'])} | {s['steps']} | {s['within_budget']} |")
+    lines += privacy_table_md(report["privacy"])
     lines += _final_metrics_md(report)
     lines += _utility_md(report)
     lines += _rounds_md(report)

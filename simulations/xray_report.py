@@ -32,7 +32,7 @@ from medgan_core.metrics.tstr import tstr_trtr
 from medgan_core.plots import plot_curves, plot_image_grid
 from medgan_core.run_dir import RunDirectory
 from medgan_core.site import split_xray_patients, xray_share_weights
-from simulations.report import site_privacy_summary
+from simulations.report import privacy_table_md, site_privacy_summary
 
 __all__ = ["CLASS_NAMES", "read_exported_images", "xray_report"]
 
@@ -156,12 +156,7 @@ def _markdown(report: dict, run: RunConfig) -> str:
     lines = [f"# Federation report: {report['run_dir']}", ""]
     lines += [f"Modality {run.modality}, model {run.model}, {report['image_size']}x{report['image_size']}, "
               f"{report['rounds']} rounds, DP {'on' if report['dp_enabled'] else 'OFF (non-private control)'}.", ""]
-    lines += ["## Privacy spent per site (from each site's ledger)", "",
-              "| site | epsilon spent | target | delta | noise multiplier | DP steps | within budget |",
-              "|---|---|---|---|---|---|---|"]
-    for site, s in report["privacy"].items():
-        lines.append(f"| {site} | {_fmt(s['epsilon_spent'])} | {s['target_epsilon']:g} | {s['target_delta']:g} | "
-                     f"{_fmt(s['noise_multiplier'])} | {s['steps']} | {s['within_budget']} |")
+    lines += privacy_table_md(report["privacy"])
     lines += ["", f"## Utility on {report['holdout_patients']} held-out patients ({report['holdout_class_counts']})", "",
               f"The same small CNN, trained on {report['synthetic_per_class']} exported synthetic DICOMs per class "
               f"(TSTR) or on the sites' real images {report['train_class_counts']} (TRTR).", "",

@@ -76,3 +76,42 @@ def test_unknown_variant_lists_the_known_ones():
 
     with pytest.raises(ValueError, match="dcgan1d"):
         create_gan("no-such-gan")
+
+
+def _one_discriminator_step(private: bool, real: torch.Tensor, real_labels: torch.Tensor) -> dict:
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    gan = create_gan("dcgan1d")
+    discriminator = gan.discriminator
+    optimizer = torch.optim.SGD(discriminator.parameters(), lr=1e-2)
+    criterion = torch.nn.BCEWithLogitsLoss()
+    if private:  # no noise, no effective clipping: DP-SGD must reduce to the plain gradient
+        loader = DataLoader(TensorDataset(real, real_labels), batch_size=len(real))
+        discriminator, optimizer, _ = PrivacyEngine().make_private(
+            module=discriminator, optimizer=optimizer, data_loader=loader, noise_multiplier=0.0,
+            max_grad_norm=1e9, poisson_sampling=True)
+    prior = torch.tensor([0.5, 0.5])
+    dp_gan._discriminator_step(gan, discriminator, optimizer, criterion, real, real_labels,
+                               fake_count=len(real), prior=prior, rng=torch.Generator().manual_seed(1))
+    return {k.removeprefix("_module."): v.detach().clone() for k, v in discriminator.state_dict().items()}
+
+
+def test_private_step_is_the_plain_step_without_noise_or_clipping():
+    # With sigma = 0 and C -> inf, DP-SGD on the real + fake batch must be the plain SGD
+    # update, scaled by (real + fake) / expected real batch = 2: Opacus divides the summed
+    # per-sample gradients by the expected batch size, the plain loss is a mean over all.
+    torch.manual_seed(3)
+    real = torch.tanh(torch.randn(32, 1, 128))
+    real_labels = torch.randint(0, 2, (32,))
+    torch.manual_seed(0)
+    initial = create_gan("dcgan1d").discriminator.state_dict()
+    plain = _one_discriminator_step(False, real, real_labels)
+    private = _one_discriminator_step(True, real, real_labels)
+    assert plain.keys() == private.keys()
+    for name in plain:
+        plain_update, private_update = plain[name] - initial[name], private[name] - initial[name]
+        assert plain_update.abs().max() > 0, name
+        assert torch.allclose(private_update, 2 * plain_update, rtol=1e-4, atol=1e-6), name  # float32 ulp of O(1) weights
+
