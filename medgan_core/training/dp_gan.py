@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
+from medgan_core.training import grad_samplers  # noqa: F401  (registers the faster Conv1d sampler)
 
 __all__ = ["DPSettings", "LocalTrainingConfig", "LocalTrainingResult", "WassersteinLoss", "train_local_gan"]
 
