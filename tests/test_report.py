@@ -71,7 +71,11 @@ def test_report_contents(saved_run):
     report = json.loads((root / "report.json").read_text()) if (root / "report.json").exists() else ecg_report(
         root, **REPORT_ARGS)
     # Existing consumers read these keys.
-    assert set(report["utility"]) == {"tstr", "trtr"} and report["privacy"] == {}
+    assert set(report["utility"]) == {"tstr", "tstr_exported_wfdb", "trtr"} and report["privacy"] == {}
+    # The exported WFDB files were read back beat by beat: every exported beat, and no more.
+    exported = report["utility"]["tstr_exported_wfdb"]
+    assert exported["num_beats"] == 2 * REPORT_ARGS["wfdb_per_class"]
+    assert 0.0 <= exported["balanced_accuracy"] <= 1.0
     for name in ("N", "V"):
         final, ref = report["final_metrics"][name], report["reference_metrics"][name]
         for key in ("fd", "precision", "recall", "density", "coverage", "mmd2", "dtw_syn_to_real",
@@ -91,4 +95,5 @@ def test_report_contents(saved_run):
             "figures/utility_curves.png"} <= set(report["figures"])
     markdown = (root / "report.md").read_text()
     assert "## Augmentation gain at the smallest site (site-0" in markdown
+    assert "exported WFDB read back (10 beats)" in markdown
     assert "What the sample-space rows mean" in markdown and "Memorisation check" in markdown
