@@ -26,6 +26,9 @@ class RunConfig:
     learning_rate_d: float = 8e-4
     learning_rate_g: float = 8e-4
     latent_dim: int = 32
+    # Generator-only mode-seeking regulariser (MSGAN) against mode collapse under a noisy
+    # discriminator; it reads only generator outputs, so it costs no privacy. 0 = off.
+    mode_seeking_weight: float = 0.1
     target_epsilon: float = 10.0
     target_delta: float = 1e-5
     noise_multiplier: float = 0.0
@@ -93,6 +96,8 @@ class RunConfig:
             raise ConfigError(
                 f"target-epsilon={self.target_epsilon} must be > 0 and target-delta={self.target_delta} in (0, 1)"
             )
+        if self.mode_seeking_weight < 0:
+            raise ConfigError(f"mode-seeking-weight={self.mode_seeking_weight} must be >= 0")
         if self.max_grad_norm <= 0:
             raise ConfigError(f"max-grad-norm={self.max_grad_norm} must be positive")
         if self.audit_every < 0 or self.canaries < 0:

@@ -1,6 +1,7 @@
 """DP-SGD on the discriminator only: the generator's step never touches D's per-sample
 gradients or the accountant, and the accountant counts exactly the D steps."""
 
+import pytest
 import torch
 
 from medgan_core.models.registry import available_gans, create_gan
@@ -21,7 +22,8 @@ def test_accountant_counts_only_discriminator_steps():
     assert result.dp_history == [(1.0, 32 / 256, 7)]
 
 
-def test_generator_step_leaves_discriminator_gradients_untouched(monkeypatch):
+@pytest.mark.parametrize("mode_seeking_weight", [0.0, 1.0])
+def test_generator_step_leaves_discriminator_gradients_untouched(monkeypatch, mode_seeking_weight):
     seen = []
     original = dp_gan._generator_step
 
@@ -29,16 +31,17 @@ def test_generator_step_leaves_discriminator_gradients_untouched(monkeypatch):
         return [(None if getattr(p, "grad_sample", None) is None else p.grad_sample.clone(),
                  None if p.grad is None else p.grad.clone()) for p in discriminator.parameters()]
 
-    def spy(gan, discriminator, optimizer, count, prior, rng):
+    def spy(gan, discriminator, optimizer, count, prior, rng, **options):
+        assert options == {"mode_seeking_weight": mode_seeking_weight}
         before = snapshot(discriminator)
-        loss = original(gan, discriminator, optimizer, count, prior, rng)
+        loss = original(gan, discriminator, optimizer, count, prior, rng, **options)
         seen.append((before, snapshot(discriminator)))
         return loss
 
     monkeypatch.setattr(dp_gan, "_generator_step", spy)
     x, y = _data()
     train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y,
-                    config=LocalTrainingConfig(local_steps=3, batch_size=32),
+                    config=LocalTrainingConfig(local_steps=3, batch_size=32, mode_seeking_weight=mode_seeking_weight),
                     dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
     assert len(seen) == 3
     def same(a, b):
@@ -115,3 +118,37 @@ def test_private_step_is_the_plain_step_without_noise_or_clipping():
         assert plain_update.abs().max() > 0, name
         assert torch.allclose(private_update, 2 * plain_update, rtol=1e-4, atol=1e-6), name  # float32 ulp of O(1) weights
 
+
+
+def test_mode_seeking_penalty_punishes_collapse():
+    latents = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
+    diverse = torch.randn(64, 1, 128, generator=torch.Generator().manual_seed(1))
+    collapsed = diverse[:1].expand(64, 1, 128) + 1e-3 * diverse
+    # The value by hand: 1 / (mean over pairs of mean|dG| / mean|dz|).
+    half = 32
+    ratio = ((diverse[:half] - diverse[half:]).abs().flatten(1).mean(1)
+             / (latents[:half] - latents[half:]).abs().mean(1)).mean()
+    assert torch.isclose(dp_gan.mode_seeking_penalty(diverse, latents), 1 / (ratio + 1e-5))
+    assert dp_gan.mode_seeking_penalty(collapsed, latents) > 100 * dp_gan.mode_seeking_penalty(diverse, latents)
+
+
+def test_mode_seeking_changes_the_generator_but_not_the_privacy_spend():
+    x, y = _data()
+    results, generators = [], []
+    for weight in (0.0, 5.0):
+        torch.manual_seed(0)
+        gan = create_gan("dcgan1d")
+        results.append(train_local_gan(gan=gan, beats=x, labels=y,
+                                       config=LocalTrainingConfig(local_steps=4, batch_size=32,
+                                                                  mode_seeking_weight=weight),
+                                       dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks")))
+        generators.append(torch.cat([p.detach().flatten() for p in gan.generator.parameters()]))
+    assert results[0].dp_history == results[1].dp_history == [(1.0, 32 / 256, 4)]
+    assert not torch.equal(generators[0], generators[1])
+
+
+def test_negative_mode_seeking_weight_is_refused():
+    from medgan_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mode_seeking_weight"):
+        LocalTrainingConfig(mode_seeking_weight=-1.0)

@@ -96,9 +96,9 @@ def test_wgan_generator_step_leaves_the_critic_untouched(monkeypatch):
     seen = []
     original = dp_gan._generator_step
 
-    def spy(gan, discriminator, optimizer, *args):
+    def spy(gan, discriminator, optimizer, *args, **options):
         before = [(p.clone(), None if p.grad is None else p.grad.clone()) for p in gan.discriminator.parameters()]
-        loss = original(gan, discriminator, optimizer, *args)
+        loss = original(gan, discriminator, optimizer, *args, **options)
         after = [(p, p.grad) for p in gan.discriminator.parameters()]
         seen.append(all(torch.equal(w0, w1) and ((g0 is None and g1 is None) or torch.equal(g0, g1))
                         for (w0, g0), (w1, g1) in zip(before, after)))

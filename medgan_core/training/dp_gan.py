@@ -55,12 +55,19 @@ class LocalTrainingConfig:
     learning_rate_g: float = 8e-4
     betas: tuple[float, float] = (0.5, 0.999)
     seed: int = 0
+    # Weight of the mode-seeking term (Mao et al., MSGAN, CVPR 2019) in the generator's
+    # loss: 1 / (mean |G(z1,y) - G(z2,y)| / mean |z1 - z2|). It pushes two latents of the
+    # same class apart in output space, against the collapse a noisy discriminator invites.
+    # It reads only generator outputs, so it costs no privacy. 0 turns it off.
+    mode_seeking_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.local_steps <= 0 or self.batch_size <= 0:
             raise ConfigError(
                 f"local_steps={self.local_steps} and batch_size={self.batch_size} must be positive"
             )
+        if self.mode_seeking_weight < 0:
+            raise ConfigError(f"mode_seeking_weight={self.mode_seeking_weight} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -208,7 +215,8 @@ def train_local_gan(
         real, real_labels = next(batches)
         d_losses.append(_discriminator_step(
             gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng))
-        g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng))
+        g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng,
+                                        mode_seeking_weight=config.mode_seeking_weight))
         if progress is not None and (step % 50 == 0 or step == config.local_steps):
             progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
     tail = max(1, len(d_losses) // 4)
@@ -246,7 +254,8 @@ def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch
 
 
 def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
-                    count: int, prior: torch.Tensor, rng: torch.Generator) -> float:
+                    count: int, prior: torch.Tensor, rng: torch.Generator, *,
+                    mode_seeking_weight: float = 0.0) -> float:
     d_params = [p for p in discriminator.parameters()]
     flags = [p.requires_grad for p in d_params]
     # Frozen discriminator with Opacus's hooks off: no per-sample gradients are captured,
@@ -257,9 +266,18 @@ def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.opt
     for p in d_params:
         p.requires_grad_(False)
     try:
-        fake_labels = _prior_labels(count, prior, rng)
-        fake = gan.generator(torch.randn(count, gan.latent_dim, generator=rng), fake_labels)
-        loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
+        if mode_seeking_weight > 0:
+            # Pairs of latents per label: the first and second halves share their labels.
+            half = _prior_labels(count // 2, prior, rng)
+            fake_labels = torch.cat([half, half])
+            latents = torch.randn(2 * len(half), gan.latent_dim, generator=rng)
+            fake = gan.generator(latents, fake_labels)
+            loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
+            loss = loss + mode_seeking_weight * mode_seeking_penalty(fake, latents)
+        else:
+            fake_labels = _prior_labels(count, prior, rng)
+            fake = gan.generator(torch.randn(count, gan.latent_dim, generator=rng), fake_labels)
+            loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -269,6 +287,18 @@ def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.opt
         if callable(hooks):
             discriminator.enable_hooks()
     return float(loss.detach())
+
+
+def mode_seeking_penalty(fake: torch.Tensor, latents: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's term for outputs whose first and second halves are paired (same labels).
+
+    Small when the generator maps distant latents to distant outputs, large when it
+    collapses them onto one output. Distances are mean absolute differences.
+    """
+    half = len(fake) // 2
+    output_gap = (fake[:half] - fake[half:2 * half]).abs().flatten(1).mean(1)
+    latent_gap = (latents[:half] - latents[half:2 * half]).abs().mean(1)
+    return 1.0 / ((output_gap / latent_gap).mean() + eps)
 
 
 def _unwrap(grad_sample_module: nn.Module) -> None:
