@@ -11,5 +11,5 @@ bash scripts/bootstrap.sh
 exec .venv/bin/medgan simulate --overwrite --run-dir runs/xray \
   --run-config "modality='xray' model='dcgan2d' data-root='data/xray/kermany' image-size=64" \
   --run-config "site-records='1|1|1' holdout-records='1'" \
-  --run-config "num-server-rounds=3 local-steps=100 batch-size=32 learning-rate-d=0.0002 learning-rate-g=0.0002 mode-seeking-weight=0" \
+  --run-config "num-server-rounds=3 local-steps=100 batch-size=32 learning-rate-d=0.0002 learning-rate-g=0.0002" \
   "$@"
