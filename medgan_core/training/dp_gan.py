@@ -266,27 +266,27 @@ def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.opt
     for p in d_params:
         p.requires_grad_(False)
     try:
-        if mode_seeking_weight > 0:
+        if mode_seeking_weight > 0 and count >= 2:
             # Pairs of latents per label: the first and second halves share their labels.
             half = _prior_labels(count // 2, prior, rng)
             fake_labels = torch.cat([half, half])
             latents = torch.randn(2 * len(half), gan.latent_dim, generator=rng)
             fake = gan.generator(latents, fake_labels)
             loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
-            loss = loss + mode_seeking_weight * mode_seeking_penalty(fake, latents)
+            total = loss + mode_seeking_weight * mode_seeking_penalty(fake, latents)
         else:
             fake_labels = _prior_labels(count, prior, rng)
             fake = gan.generator(torch.randn(count, gan.latent_dim, generator=rng), fake_labels)
-            loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
+            loss = total = _generator_loss(gan.loss, discriminator(fake, fake_labels))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         optimizer.step()
     finally:
         for p, flag in zip(d_params, flags):
             p.requires_grad_(flag)
         if callable(hooks):
             discriminator.enable_hooks()
-    return float(loss.detach())
+    return float(loss.detach())  # the adversarial part: comparable with and without the term
 
 
 def mode_seeking_penalty(fake: torch.Tensor, latents: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
