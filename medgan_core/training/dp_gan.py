@@ -266,18 +266,17 @@ def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.opt
     for p in d_params:
         p.requires_grad_(False)
     try:
-        if mode_seeking_weight > 0 and count >= 2:
+        paired = mode_seeking_weight > 0 and count >= 2
+        if paired:
             # Pairs of latents per label: the first and second halves share their labels.
             half = _prior_labels(count // 2, prior, rng)
             fake_labels = torch.cat([half, half])
-            latents = torch.randn(2 * len(half), gan.latent_dim, generator=rng)
-            fake = gan.generator(latents, fake_labels)
-            loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
-            total = loss + mode_seeking_weight * mode_seeking_penalty(fake, latents)
         else:
             fake_labels = _prior_labels(count, prior, rng)
-            fake = gan.generator(torch.randn(count, gan.latent_dim, generator=rng), fake_labels)
-            loss = total = _generator_loss(gan.loss, discriminator(fake, fake_labels))
+        latents = torch.randn(len(fake_labels), gan.latent_dim, generator=rng)
+        fake = gan.generator(latents, fake_labels)
+        loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
+        total = loss + mode_seeking_weight * mode_seeking_penalty(fake, latents) if paired else loss
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
