@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from medgan_core.errors import ConfigError
 
@@ -65,15 +65,11 @@ class RunConfig:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> "RunConfig":
         """Parse a Flower run config (kebab-case keys); unknown keys are an error."""
+        cls.reject_unknown_keys(raw)
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, value in raw.items():
             name = key.replace("-", "_")
-            if name not in known:
-                raise ConfigError(
-                    f"unknown run-config key {key!r}; known keys: "
-                    + ", ".join(sorted(k.replace("_", "-") for k in known))
-                )
             default = known[name].default
             try:
                 if isinstance(default, bool):
@@ -85,6 +81,17 @@ class RunConfig:
         config = cls(**values)
         config.validate()
         return config
+
+    @classmethod
+    def reject_unknown_keys(cls, keys: Iterable[str]) -> None:
+        """Raise ConfigError naming the first key that is not a run-config key, and the known ones."""
+        known = {f.name for f in fields(cls)}
+        for key in keys:
+            if key.replace("-", "_") not in known:
+                raise ConfigError(
+                    f"unknown run-config key {key!r}; known keys: "
+                    + ", ".join(sorted(k.replace("_", "-") for k in known))
+                )
 
     def to_mapping(self) -> dict[str, Any]:
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}

@@ -135,13 +135,9 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from medgan_core.errors import ConfigError
     from simulations.compare import compare_runs
 
-    try:
-        compare_runs(args.run_dir, args.out)
-    except ConfigError as error:
-        raise SystemExit(f"medgan compare: {error}") from error
+    compare_runs(args.run_dir, args.out)
     print((Path(args.out) / "privacy_utility.md").read_text())
     print(f"written: {Path(args.out) / 'privacy_utility.png'}, {Path(args.out) / 'privacy_utility.csv'}")
     return 0
@@ -256,9 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medgan_core.errors import ConfigError
+
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        # Configuration and input the user must fix: one line naming it, not a traceback.
+        raise SystemExit(f"medgan {args.command}: {error}") from error
 
 
 if __name__ == "__main__":

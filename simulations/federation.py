@@ -31,6 +31,7 @@ def resolve_run_config(overrides: dict[str, Any]) -> RunConfig:
     Paths become absolute because the simulated nodes run in Ray worker processes whose
     working directory is not the caller's.
     """
+    RunConfig.reject_unknown_keys(overrides)  # before Flower's fuser, whose message names no fix
     fused = get_fused_config_from_dir(APP_DIR, dict(overrides))
     run = RunConfig.from_mapping(fused)
     def absolute(path: str, base: Path) -> str:
