@@ -188,7 +188,8 @@ def train_reference_gan(*, run: RunConfig, beats: np.ndarray, labels: np.ndarray
     gan = build_gan(run)
     config = LocalTrainingConfig(local_steps=steps, batch_size=min(run.batch_size, len(beats)),
                                  learning_rate_d=run.learning_rate_d, learning_rate_g=run.learning_rate_g,
-                                 mode_seeking_weight=run.mode_seeking_weight, seed=seed)
+                                 mode_seeking_weight=run.mode_seeking_weight,
+                                 generator_ema=run.generator_ema, seed=seed)
     samples = torch.from_numpy(np.ascontiguousarray(beats, dtype=np.float32)).unsqueeze(1)
     train_local_gan(gan=gan, beats=samples, labels=torch.from_numpy(labels).long(), config=config, dp=None)
     logger.info("audit: trained the reference GAN for %d steps on %d reference records", steps, len(beats))

@@ -29,6 +29,9 @@ class RunConfig:
     # Generator-only mode-seeking regulariser (MSGAN) against mode collapse under a noisy
     # discriminator; it reads only generator outputs, so it costs no privacy. 0 = off.
     mode_seeking_weight: float = 0.1
+    # Decay of a moving average of the generator's weights over a site's local steps; the
+    # site releases the average (post-processing, no privacy cost). 0 = off.
+    generator_ema: float = 0.0
     target_epsilon: float = 10.0
     target_delta: float = 1e-5
     noise_multiplier: float = 0.0
@@ -105,6 +108,8 @@ class RunConfig:
             )
         if self.mode_seeking_weight < 0:
             raise ConfigError(f"mode-seeking-weight={self.mode_seeking_weight} must be >= 0")
+        if not 0.0 <= self.generator_ema < 1.0:
+            raise ConfigError(f"generator-ema={self.generator_ema} must be in [0, 1); 0 turns it off")
         if self.max_grad_norm <= 0:
             raise ConfigError(f"max-grad-norm={self.max_grad_norm} must be positive")
         if self.audit_every < 0 or self.canaries < 0:

@@ -300,7 +300,7 @@ def train_round(
     config = LocalTrainingConfig(
         local_steps=local_steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
         learning_rate_g=run.learning_rate_g, seed=run.seed * 1000 + server_round * 17 + _stable_hash(site.site_id),
-        mode_seeking_weight=run.mode_seeking_weight,
+        mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema,
     )
     result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
                              fake_label_prior=prior, progress=progress)

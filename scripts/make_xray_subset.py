@@ -7,7 +7,7 @@ Run from the repository root (it is how the bundled files were made)::
 Steps: hash every source file and drop exact duplicates (a duplicate under a second name
 would otherwise be two "records" of one image); group files by patient with
 ``patient_id_from_filename``; shuffle patients with ``--seed`` and take whole patients
-while a class stays within ``--per-class`` images; convert to 8-bit grey, area-resize to
+while a class stays within ``--per-class`` images (default: all of them); convert to 8-bit grey, area-resize to
 ``--size`` and write PNGs under the original file stem (which carries the patient id),
 plus ``MANIFEST.csv`` (path,label,patient_id,source_sha256), usable as a labels CSV.
 """
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=Path("../shared/data/xray/kermany/train"))
     parser.add_argument("--dest", type=Path, default=Path("data/xray/kermany"))
-    parser.add_argument("--per-class", type=int, default=600)
+    parser.add_argument("--per-class", type=int, default=0,
+                        help="at most this many images per class, whole patients only; 0 (default): all")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         out = args.dest / name
         for stale in out.glob("*.png"):  # regenerate, never mix two subsets
             stale.unlink()
-        chosen = _choose_patients(files, args.per_class, rng)
+        chosen = _choose_patients(files, args.per_class or len(files), rng)
         for path, digest, pid in chosen:
             atomic_write_bytes(out / f"{path.stem}.png", _png(path, args.size))
             manifest.append(f"{name}/{path.stem}.png,{name},{pid},{digest}")

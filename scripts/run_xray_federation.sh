@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The chest X-ray job: three simulated hospitals on the bundled Kermany subset
-# (data/xray/kermany, 1,200 images of 809 patients), split by patient into three sites and
-# a held-out quarter no site trains on; a conditional DP-GAN at 64x64 (Opacus DP-SGD on the
-# discriminator), then the report (runs/xray/report.md) and the synthetic DICOM export
+# The chest X-ray job: three simulated hospitals on the bundled Kermany set
+# (data/xray/kermany, 5,190 images of 2,846 patients), split by patient into three sites of
+# about 1,300 images and a held-out quarter no site trains on; a conditional DP-GAN at
+# 64x64 (Opacus DP-SGD on the discriminator), then the report (runs/xray/report.md) and the synthetic DICOM export
 # (runs/xray/synthetic_dicom/{NORMAL,PNEUMONIA}/). Extra arguments go to `medgan simulate`
 # and override these, e.g. --run-config "num-server-rounds=2" --run-dir runs/xray-try.
+# Why the discriminator's learning rate is 15x the generator's: under DP-SGD, Adam divides
+# each coordinate's step by the noise's scale, so the discriminator moves toward its signal
+# at only lr x (signal/noise) per step; at 2e-4 it barely left its initialisation in 300
+# steps and the generator learnt to fool a random network. generator-ema=0.99 releases the
+# average of each site's generator iterates (no privacy cost), which made runs repeatable.
+# benchmarks/xray_dp_sweep.py compares these settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 exec .venv/bin/medgan simulate --overwrite --run-dir runs/xray \
   --run-config "modality='xray' model='dcgan2d' data-root='data/xray/kermany' image-size=64" \
   --run-config "site-records='1|1|1' holdout-records='1'" \
-  --run-config "num-server-rounds=3 local-steps=100 batch-size=32 learning-rate-d=0.0002 learning-rate-g=0.0002" \
+  --run-config "num-server-rounds=3 local-steps=100 batch-size=64 learning-rate-d=0.003 learning-rate-g=0.0002 generator-ema=0.99" \
   "$@"

@@ -152,3 +152,51 @@ def test_negative_mode_seeking_weight_is_refused():
 
     with pytest.raises(ConfigError, match="mode_seeking_weight"):
         LocalTrainingConfig(mode_seeking_weight=-1.0)
+
+
+def _weights(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in module.parameters()])
+
+
+def test_generator_average_is_released_and_changes_nothing_else(monkeypatch):
+    """The released generator is the running average of its iterates; the discriminator,
+    which only ever met the raw iterates, and the privacy spend are exactly as without it."""
+    x, y = _data()
+    original = dp_gan._generator_step
+    runs = {}
+    for decay in (0.0, 0.5):
+        torch.manual_seed(0)
+        gan = create_gan("dcgan1d")
+        start = {k: v.clone() for k, v in gan.generator.state_dict().items()}
+        iterates = []
+
+        def spy(*args, _gan=gan, _iterates=iterates, **kwargs):
+            loss = original(*args, **kwargs)
+            _iterates.append({k: v.clone() for k, v in _gan.generator.state_dict().items()})
+            return loss
+
+        monkeypatch.setattr(dp_gan, "_generator_step", spy)
+        result = train_local_gan(gan=gan, beats=x, labels=y,
+                                 config=LocalTrainingConfig(local_steps=3, batch_size=32, generator_ema=decay),
+                                 dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
+        runs[decay] = (result, gan, start, iterates)
+    (plain, plain_gan, _, plain_iterates), (averaged, averaged_gan, start, averaged_iterates) = runs[0.0], runs[0.5]
+    assert plain.dp_history == averaged.dp_history == [(1.0, 32 / 256, 3)]
+    assert torch.equal(_weights(plain_gan.discriminator), _weights(averaged_gan.discriminator))
+    assert all(torch.equal(v, plain_iterates[-1][k]) for k, v in plain_gan.generator.state_dict().items())
+    # By hand: a_0 = w_0 (the starting weights), a_t = 0.5 a_{t-1} + 0.5 w_t.
+    expected = {k: v for k, v in start.items() if v.is_floating_point()}
+    for iterate in averaged_iterates:
+        expected = {k: 0.5 * v + 0.5 * iterate[k] for k, v in expected.items()}
+    released = averaged_gan.generator.state_dict()
+    for k, v in expected.items():
+        torch.testing.assert_close(released[k], v)
+    assert not torch.equal(released["project.weight"], averaged_iterates[-1]["project.weight"])
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0])
+def test_generator_average_decay_outside_0_1_is_refused(decay):
+    from medgan_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="generator_ema"):
+        LocalTrainingConfig(generator_ema=decay)

@@ -297,12 +297,13 @@ def test_wrapped_kermany_dicoms_load_like_their_pngs(kermany_dicom_site: dict) -
 def test_bundled_dataset_loads_and_splits_by_patient(xray_data_dir: Path) -> None:
     images, labels, patients, report = load_xray_dataset(xray_data_dir, size=64)
 
-    assert images.shape == (1200, 64, 64) and report.num_skipped == 0
-    assert np.bincount(labels).tolist() == [600, 600]
+    # The whole deduplicated Kermany train split (data/xray/ATTRIBUTION.md).
+    assert images.shape == (5190, 64, 64) and report.num_skipped == 0
+    assert np.bincount(labels).tolist() == [1340, 3850] and len(set(patients)) == 2846
     groups = split_by_patient(patients, num_sites=3, seed=0)
     owners = [{patients[i] for i in g} for g in groups]
     assert not (owners[0] & owners[1] or owners[0] & owners[2] or owners[1] & owners[2])
-    assert sorted(np.concatenate(groups).tolist()) == list(range(1200))
+    assert sorted(np.concatenate(groups).tolist()) == list(range(5190))
 
     from_csv = load_xray_dataset(xray_data_dir, size=64,
                                  labels_csv=xray_data_dir / "MANIFEST.csv")

@@ -48,12 +48,12 @@ def test_simulated_sites_and_holdout_partition_the_patients(xray_data_dir, tmp_p
     images, labels, patients = kermany_64
     run = _run(xray_data_dir, tmp_path)
     groups = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed)
-    assert len(groups) == 4 and sum(len(g) for g in groups) == len(images) == 1200
+    assert len(groups) == 4 and sum(len(g) for g in groups) == len(images) == 5190
     patient_sets = [{patients[i] for i in g} for g in groups]
     for a in range(4):
         for b in range(a + 1, 4):
             assert not patient_sets[a] & patient_sets[b], f"groups {a} and {b} share a patient"
-    assert all(250 <= len(g) <= 350 for g in groups)  # about a quarter each, in whole patients
+    assert all(1200 <= len(g) <= 1400 for g in groups)  # about a quarter each, in whole patients
     for k in range(3):
         site = SiteConfig.for_simulation(run, k)
         data = load_site_data(site.modality, site.data_paths, 64, site.patient_share)

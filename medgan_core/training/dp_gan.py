@@ -60,6 +60,9 @@ class LocalTrainingConfig:
     # same class apart in output space, against the collapse a noisy discriminator invites.
     # It reads only generator outputs, so it costs no privacy. 0 turns it off.
     mode_seeking_weight: float = 0.0
+    # Decay of an exponential moving average of the generator's weights over the local
+    # steps; the average, not the last iterate, is what the site releases. 0 turns it off.
+    generator_ema: float = 0.0
 
     def __post_init__(self) -> None:
         if self.local_steps <= 0 or self.batch_size <= 0:
@@ -68,6 +71,8 @@ class LocalTrainingConfig:
             )
         if self.mode_seeking_weight < 0:
             raise ConfigError(f"mode_seeking_weight={self.mode_seeking_weight} must be >= 0")
+        if not 0.0 <= self.generator_ema < 1.0:
+            raise ConfigError(f"generator_ema={self.generator_ema} must be in [0, 1); 0 turns it off")
 
 
 @dataclass(frozen=True)
@@ -211,14 +216,19 @@ def train_local_gan(
     d_losses: list[float] = []
     g_losses: list[float] = []
     batches = _cycle(loader)
+    ema = _WeightAverage(generator, config.generator_ema) if config.generator_ema > 0 else None
     for step in range(1, config.local_steps + 1):
         real, real_labels = next(batches)
         d_losses.append(_discriminator_step(
             gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng))
         g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng,
                                         mode_seeking_weight=config.mode_seeking_weight))
+        if ema is not None:
+            ema.update(generator)
         if progress is not None and (step % 50 == 0 or step == config.local_steps):
             progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
+    if ema is not None:
+        ema.copy_to(generator)
     tail = max(1, len(d_losses) // 4)
     dp_history = list(engine.accountant.history) if engine is not None else []
     if engine is not None:
@@ -228,6 +238,24 @@ def train_local_gan(
         steps=config.local_steps, num_examples=len(beats), sample_rate=sample_rate,
         dp_history=[(float(s), float(q), int(n)) for s, q, n in dp_history],
     )
+
+
+class _WeightAverage:
+    """Exponential moving average of a module's floating-point parameters and buffers."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for key, value in module.state_dict().items():
+            if key in self.shadow:
+                self.shadow[key].lerp_(value, 1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, module: nn.Module) -> None:
+        module.load_state_dict({**module.state_dict(), **self.shadow})
 
 
 def _cycle(loader: DataLoader):
