@@ -23,10 +23,12 @@ normalises per sample, so training and sampling behave alike and there are no ba
 statistics to average across sites. Both networks are small (at 64x64, 305,697 generator
 and 110,001 discriminator parameters).
 
-Why the discriminator has width 16 and not less: DP-SGD's noise norm grows with the square
-root of the number of discriminator parameters, which argues for a tiny network, but under
-DP at epsilon 10 a width-8 discriminator (28k parameters) gave the generator less class
-signal than width 16, and width 4 less still (``benchmarks/xray_dp_sweep.py``, README).
+Why the discriminator has width 16: DP-SGD's noise norm grows with the square root of the
+number of discriminator parameters, which argues for a tiny network. Under DP at epsilon 10
+on about 1,300 images per site, width 4 (7.5k parameters) gave the generator less class
+signal; widths 8 (28k) and 16 (110k) were alike on average over three training seeds, with
+width 16 the steadier of the two, at about 1.6x the CPU time per step
+(``benchmarks/xray_dp_sweep.py``; figures in the README's "Chest X-rays" section).
 """
 
 from __future__ import annotations
