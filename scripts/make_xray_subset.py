@@ -1,4 +1,4 @@
-"""Build the bundled chest X-ray subset ``data/xray/kermany`` from the full Kermany set.
+"""Build the bundled chest X-ray set ``data/xray/kermany`` from the Kermany train split.
 
 Run from the repository root (it is how the bundled files were made)::
 
@@ -7,9 +7,10 @@ Run from the repository root (it is how the bundled files were made)::
 Steps: hash every source file and drop exact duplicates (a duplicate under a second name
 would otherwise be two "records" of one image); group files by patient with
 ``patient_id_from_filename``; shuffle patients with ``--seed`` and take whole patients
-while a class stays within ``--per-class`` images (default: all of them); convert to 8-bit grey, area-resize to
-``--size`` and write PNGs under the original file stem (which carries the patient id),
-plus ``MANIFEST.csv`` (path,label,patient_id,source_sha256), usable as a labels CSV.
+while a class stays within ``--per-class`` images (default: all of them); convert to
+8-bit grey, area-resize to ``--size`` and write PNGs under the original file stem
+(which carries the patient id), plus ``MANIFEST.csv`` (path,label,patient_id,
+source_sha256), usable as a labels CSV.
 """
 
 from __future__ import annotations
