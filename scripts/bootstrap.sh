@@ -18,10 +18,15 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   python -m pip install -q ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "${TORCH_SPEC:-torch==2.13.0}"
 fi
 stamp=.venv/.medgan-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing the project and its dependencies" >&2
-  python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  # The exact versions tested together (requirements/constraints.txt), so every new
+  # machine resolves the same set; a failed install stops here instead of half-working.
+  if ! python -m pip install -q -c requirements/constraints.txt -e ".[test]" 2>&1 | { grep -v "^WARNING: Location" || true; }; then
+    echo "[setup] pip install failed (see above); fix: check the network to PyPI, or run scripts/lock.sh after a dependency change" >&2
+    exit 1
+  fi
   python -c "import medgan_core, flwr, opacus, wfdb, pydicom" 
   echo "$want" > "$stamp"
 fi
