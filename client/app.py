@@ -2,7 +2,9 @@
 
 Each handler unpacks the message, calls :mod:`medgan_core.site`, and packs the reply.
 A reply carries exactly one ArrayRecord (the GAN weights) and one MetricRecord of
-scalars with the same keys at every site; nothing else leaves the site.
+scalars with the same keys at every site, each declared in :mod:`privacy.releases` and
+checked before sending; nothing else leaves the site. A refusal is a fixed code and
+sentence (:data:`REFUSALS`); its details stay in the site's log.
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ from flwr.app import ArrayRecord, Context, Error, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
-from medgan_core.audit import parse_attacks, site_audit
+from medgan_core.audit import parse_attacks, release_site_audit
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
-from medgan_core.site import SiteConfig, evaluate_round, train_round
-from privacy.audit.runner import audit_metrics
+from medgan_core.site import NonPrivateRefused, SiteConfig, evaluate_round, train_round
 from privacy.ledger import PrivacyBudgetExceeded
+from privacy.releases import EVALUATE_REPLY, TRAIN_REPLY, UndeclaredRelease, audit_reply_keys, check_reply
 
 logger = logging.getLogger(__name__)
 
 # Known-harmless warnings that would otherwise repeat every round in every site's log:
-# Opacus's secure-RNG notice (documented in the README), a PyTorch note on backward hooks
+# Opacus's secure-RNG notice (its secure mode needs torchcsprng; our noise and sampling
+# generators are seeded from `secrets` instead, see medgan_core.training.dp_gan), a PyTorch note on backward hooks
 # over inputs without gradients (the discriminator's inputs never need them), and pandas
 # deprecations inside wfdb.
 for _message in ("Secure RNG turned off", "Full backward hook is firing", "The inplace keyword"):
@@ -59,25 +62,60 @@ def _weights(msg: Message) -> dict:
     return msg.content["arrays"].to_torch_state_dict()
 
 
+#: What the coordinator may learn about a refusal: a fixed code and a fixed sentence. The
+#: exception's own text (paths, counts, epsilons) stays in the site's log.
+REFUSALS: dict[str, str] = {
+    "budget-exhausted": "the site's privacy budget does not allow this request",
+    "non-private-refused": "the site does not train without differential privacy",
+    "config-refused": "the site refuses this run configuration or its own configuration is invalid; "
+                      "see the site's log",
+    "release-not-declared": "the reply would hold an undeclared release",
+    "internal-error": "the site failed to process the request; see the site's log",
+}
+
+
+def refusal_code(error: BaseException) -> str:
+    """The fixed code for ``error`` (anything unexpected is an internal error)."""
+    if isinstance(error, PrivacyBudgetExceeded):
+        return "budget-exhausted"
+    if isinstance(error, NonPrivateRefused):
+        return "non-private-refused"
+    if isinstance(error, ConfigError):
+        return "config-refused"
+    if isinstance(error, UndeclaredRelease):
+        return "release-not-declared"
+    return "internal-error"
+
+
 def _refuse(msg: Message, site_id: str, error: Exception) -> Message:
-    reason = f"{site_id} refused: {type(error).__name__}: {error}"
-    logger.error(reason)
-    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
+    code = refusal_code(error)
+    logger.error("%s refused: %s: %s [sent to the coordinator as medgan:%s]", site_id, type(error).__name__,
+                 error, code, exc_info=code == "internal-error")
+    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=f"medgan:{code}: {REFUSALS[code]}"),
+                   reply_to=msg)
+
+
+def _site_id(context: Context) -> str:
+    # Only for the site's own log when its config cannot even be read.
+    return str(context.node_config.get("partition-id", "site"))
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     torch.set_num_threads(1)  # one core per simulated site; sites run side by side
     _show_progress()
-    run = RunConfig.from_mapping(context.run_config)
-    site = site_for(context, run)
+    site_id = _site_id(context)
     try:
+        run = RunConfig.from_mapping(context.run_config)
+        site = site_for(context, run)
+        site_id = site.site_id
         state, metrics = train_round(
             site=site, run=run, run_id=str(context.run_id),
             server_round=int(msg.content["config"]["server-round"]), weights=_weights(msg),
         )
-    except (PrivacyBudgetExceeded, ConfigError) as error:
-        return _refuse(msg, site.site_id, error)
+        check_reply(metrics, TRAIN_REPLY)
+    except Exception as error:  # noqa: BLE001  every failure becomes a fixed code, never a traceback
+        return _refuse(msg, site_id, error)
     content = RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
@@ -85,12 +123,15 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     torch.set_num_threads(1)
-    run = RunConfig.from_mapping(context.run_config)
-    site = site_for(context, run)
+    site_id = _site_id(context)
     try:
+        run = RunConfig.from_mapping(context.run_config)
+        site = site_for(context, run)
+        site_id = site.site_id
         metrics = evaluate_round(site=site, run=run, weights=_weights(msg))
-    except ConfigError as error:
-        return _refuse(msg, site.site_id, error)
+        check_reply(metrics, EVALUATE_REPLY)
+    except Exception as error:  # noqa: BLE001
+        return _refuse(msg, site_id, error)
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
@@ -99,18 +140,21 @@ def audit(msg: Message, context: Context) -> Message:
     """Membership audit of the global model on this site's own records.
 
     The site attacks the global GAN with its training records as members and its own
-    held-out patients as non-members (``medgan_core.audit.site_audit``). Only scalars
-    (AUC with CI, TPR at low FPR, counts) leave the site: no record, embedding or
-    per-record score. They are aggregate statistics outside the DP guarantee, like the
-    evaluation losses.
+    held-out patients as non-members (``medgan_core.audit.site_audit``). The results stay
+    in the site's directory; only where the site opted in (``[release] audit = true``) do
+    noisy AUCs leave it, charged to its ledger (``medgan_core.audit.release_site_audit``).
     """
     torch.set_num_threads(1)
-    run = RunConfig.from_mapping(context.run_config)
-    site = site_for(context, run)
+    site_id = _site_id(context)
     try:
+        run = RunConfig.from_mapping(context.run_config)
+        site = site_for(context, run)
+        site_id = site.site_id
         config = msg.content["config"] if "config" in msg.content else {}
         attacks = parse_attacks(str(config.get("attacks", run.audit_attacks)))
-        audits = site_audit(site=site, run=run, weights=_weights(msg), attacks=attacks)
-    except (ConfigError, ValueError) as error:
-        return _refuse(msg, site.site_id, error)
-    return Message(content=RecordDict({"metrics": MetricRecord(audit_metrics(audits))}), reply_to=msg)
+        metrics = release_site_audit(site=site, run=run, run_id=str(context.run_id), weights=_weights(msg),
+                                     attacks=attacks)
+        check_reply(metrics, audit_reply_keys(attacks), site_opt_in=site.release_audit)
+    except Exception as error:  # noqa: BLE001
+        return _refuse(msg, site_id, error)
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

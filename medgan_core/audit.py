@@ -57,6 +57,7 @@ __all__ = [
     "reference_synthetic",
     "simulation_canaries",
     "site_accountant_epsilon",
+    "release_site_audit",
     "site_audit",
     "split_audit_patients",
     "train_reference_gan",
@@ -328,3 +329,49 @@ def site_audit(
                            reference=pools.reference, reference_labels=pools.reference_labels,
                            reference_synthetic=ref_syn, attacks=list(attacks), n_synthetic=n_synthetic,
                            seed=seed)
+
+
+def release_site_audit(*, site: SiteConfig, run: RunConfig, run_id: str, weights: dict[str, np.ndarray],
+                       attacks: Sequence[str]) -> dict[str, float]:
+    """The ``query.audit`` handler's core: audit at the site, keep the results there, and
+    release noisy AUCs only if the site opted in.
+
+    The full audit (AUCs with intervals, TPR at low FPR, counts) is written to
+    ``<site state>/audits/`` for the site's own data-protection officer. The coordinator
+    gets ``audit-kept-at-site = 1`` unless the site's TOML says ``[release] audit = true``;
+    then each attack's AUC is sent plus Gaussian noise of std ``audit-noise-multiplier``,
+    charged to the ledger as that many Gaussian releases of sensitivity 1. Sensitivity 1
+    is the honest bound: the reference GAN and the subsampled member set can change with
+    any single record, so an AUC in [0, 1] may move by up to 1.
+
+    Raises:
+        ConfigError: no held-out audit records, or a bad modality.
+        PrivacyBudgetExceeded: the release would exceed the site's budget.
+    """
+    import json
+    import secrets
+    import time
+
+    from medgan_core.io_utils import atomic_write_text
+    from privacy.audit.runner import audit_metrics
+
+    audits = site_audit(site=site, run=run, weights=weights, attacks=attacks)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    atomic_write_text(site.state_dir / "audits" / f"audit-{stamp}-{run_id}.json",
+                      json.dumps({"run_id": run_id, "metrics": audit_metrics(audits),
+                                  "audits": {k: a.to_dict() for k, a in audits.items()}}, indent=2, default=str))
+    if not site.release_audit:
+        logger.info("%s: audit results kept at the site (%s)", site.site_id, site.state_dir / "audits")
+        return {"audit-kept-at-site": 1.0}
+    sigma = site.audit_noise_multiplier
+    ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon, target_delta=site.target_delta)
+    ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=len(audits))
+    rng = np.random.default_rng(secrets.randbits(128))
+    released = {}
+    for name, audit in audits.items():
+        auc = audit.result.auc if audit.result is not None and math.isfinite(audit.result.auc) else 0.5
+        released[f"{name}-auc-noised"] = float(min(max(auc, 0.0), 1.0) + rng.normal(0.0, sigma))
+    ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, len(audits))], purpose="audit-release")
+    logger.info("%s: released %d noisy audit AUCs (std %.1f), charged; epsilon now %.3f per record",
+                site.site_id, len(released), sigma, ledger.epsilon_spent())
+    return {"audit-kept-at-site": 1.0, **released}

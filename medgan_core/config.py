@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from medgan_core.errors import ConfigError
+from medgan_core.schema import Rule, coerce, finite_in, non_negative_int, one_of, positive_int
 
 __all__ = ["RunConfig"]
 
@@ -57,30 +58,18 @@ class RunConfig:
     image_size: int = 64
     # A run directory whose latest checkpoint this run continues from ("" = start fresh).
     resume_from: str = ""
-    # Federated evaluation at each site (medgan_core.evaluation.site_scalars): samples per
-    # site and round, epochs of the site's own encoder (trained once, kept at the site) and
-    # of the TSTR classifier; a site holds out whole patients only from this many patients.
-    eval_samples: int = 512
-    eval_encoder_epochs: int = 2
-    eval_classifier_epochs: int = 3
-    site_eval_min_patients: int = 4
 
     @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> "RunConfig":
-        """Parse a Flower run config (kebab-case keys); unknown keys are an error."""
+    def from_mapping(cls, raw: Mapping[str, Any], *, where: str = "run-config") -> "RunConfig":
+        """Parse a Flower run config (kebab-case keys), every value checked against its rule.
+
+        Raises:
+            ConfigError: one line naming ``where``, the key, the value and what is accepted;
+                unknown keys are an error too.
+        """
         cls.reject_unknown_keys(raw)
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            name = key.replace("-", "_")
-            default = known[name].default
-            try:
-                if isinstance(default, bool):
-                    values[name] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-                else:
-                    values[name] = type(default)(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"run-config {key}={value!r} is not a valid {type(default).__name__}") from exc
+        values = {key.replace("-", "_"): coerce(value, _RULES[key.replace("-", "_")], where=where, key=key)
+                  for key, value in raw.items()}
         config = cls(**values)
         config.validate()
         return config
@@ -100,23 +89,55 @@ class RunConfig:
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
 
     def validate(self) -> None:
-        if self.num_server_rounds < 1:
-            raise ConfigError(f"num-server-rounds={self.num_server_rounds} must be >= 1")
-        if self.dp_enabled and not (self.target_epsilon > 0 and 0 < self.target_delta < 1):
-            raise ConfigError(
-                f"target-epsilon={self.target_epsilon} must be > 0 and target-delta={self.target_delta} in (0, 1)"
-            )
-        if self.mode_seeking_weight < 0:
-            raise ConfigError(f"mode-seeking-weight={self.mode_seeking_weight} must be >= 0")
-        if not 0.0 <= self.generator_ema < 1.0:
-            raise ConfigError(f"generator-ema={self.generator_ema} must be in [0, 1); 0 turns it off")
-        if self.max_grad_norm <= 0:
-            raise ConfigError(f"max-grad-norm={self.max_grad_norm} must be positive")
-        if self.audit_every < 0 or self.canaries < 0:
-            raise ConfigError(f"audit-every={self.audit_every} and canaries={self.canaries} must be >= 0")
+        """Every value against its rule, then the rules that tie values together."""
+        for f in fields(self):
+            coerce(getattr(self, f.name), _RULES[f.name], where="run-config", key=f.name.replace("_", "-"))
+        from medgan_core.models.registry import available_gans  # the registry imports models, not config
+
+        if self.model not in available_gans():
+            raise ConfigError(f"run-config: model = {self.model!r} is not a registered GAN; use one of "
+                              + ", ".join(available_gans()))
+        if not self.site_record_groups():
+            raise ConfigError("run-config: site-records is empty; list each site's records, '|' between sites")
 
     def site_record_groups(self) -> list[list[str]]:
         return [group.split() for group in self.site_records.split("|") if group.strip()]
 
     def record_paths(self, records: list[str]) -> list[Path]:
         return [Path(self.data_root) / r for r in records]
+
+
+_TEXT = Rule(str)
+_RULES: dict[str, Rule] = {
+    "modality": one_of("ecg", "xray"),
+    "model": _TEXT,
+    "num_server_rounds": positive_int(10_000),
+    "local_steps": positive_int(1_000_000),
+    "batch_size": positive_int(1_000_000),
+    "learning_rate_d": finite_in(0.0, 1.0, low_open=True),
+    "learning_rate_g": finite_in(0.0, 1.0, low_open=True),
+    "latent_dim": positive_int(4096),
+    "mode_seeking_weight": finite_in(0.0, 1000.0),
+    "generator_ema": finite_in(0.0, 1.0, high_open=True),
+    # Above 100 an (epsilon, delta) pair promises nothing; a budget is agreed with the data owner.
+    "target_epsilon": finite_in(0.0, 100.0, low_open=True),
+    "target_delta": finite_in(0.0, 1.0, low_open=True, high_open=True),
+    "noise_multiplier": finite_in(0.0, 1e4),
+    "max_grad_norm": finite_in(0.0, 1e6, low_open=True),
+    "label_prior_noise": finite_in(0.0, 1e6, low_open=True),
+    "dp_enabled": Rule(bool),
+    "grad_sample_mode": one_of("hooks", "ghost"),
+    "seed": non_negative_int(2**31 - 1),
+    "run_dir": Rule(str, lambda v: bool(v.strip()), "a non-empty path"),
+    "data_root": Rule(str, lambda v: bool(v.strip()), "a non-empty path"),
+    "site_records": _TEXT,
+    "holdout_records": _TEXT,
+    "fraction_train": finite_in(0.0, 1.0, low_open=True),
+    "min_nodes": positive_int(100_000),
+    "fraction_evaluate": finite_in(0.0, 1.0),
+    "audit_every": non_negative_int(10_000),
+    "audit_attacks": _TEXT,
+    "canaries": non_negative_int(100_000),
+    "image_size": Rule(int, lambda v: v in (32, 64, 128), "32, 64 or 128"),
+    "resume_from": _TEXT,
+}

@@ -1,4 +1,4 @@
-"""What a generator is worth against real data: the numbers the report, the study and each site compute.
+"""What a generator is worth against real data: the numbers the report and the study compute.
 
 Pure functions over labelled sample sets (no Flower; the only file touched is an encoder
 cache that the caller names). Three callers share them, so a number means the same thing
@@ -6,9 +6,10 @@ wherever it appears:
 
 * the run report (``simulations/report.py``) scores the final global generator, per
   class, against the held-out patients no site trained on;
-* the study (``simulations/study.py``) scores every (variant, epsilon, setting) the same way;
-* each site (``medgan_core.site.evaluate_round``) scores the current global generator on
-  its own evaluation patients and returns a few scalars (:func:`site_scalars`).
+* the study (``simulations/study.py``) scores every (variant, epsilon, setting) the same way.
+
+Sites compute none of these on their own records: each would be an uncharged release
+(see ``medgan_core.site.evaluate_round``).
 
 Feature space. Fréchet distance (FD), PRDC and MMD are computed on the features of a
 domain encoder (:mod:`medgan_core.metrics.encoder`): a small CNN trained, supervised, to
@@ -18,9 +19,8 @@ classes (QRS width, ST shape, opacities) and discards what does not, which is wh
 distances track clinically relevant differences, unlike ImageNet Inception features on an
 ECG. It is trained once, saved, and reused, because scores from different encoders are
 not comparable. It is a NON-PRIVATE model of its training data: in simulation the
-researcher trains it centrally on the sites' training patients (``run_dir/encoder.pt``);
-in federated evaluation each site trains its own on its own training patients and keeps
-it at the site (:func:`load_or_train_encoder`). It must never ship with synthetic data.
+researcher trains it centrally on the sites' training patients (``run_dir/encoder.pt``,
+:func:`load_or_train_encoder`). It must never ship with synthetic data.
 
 Sample-space numbers (RMSE/MAE/PSNR/SSIM to the nearest real sample) say "a synthetic
 sample is close to SOME real sample"; they are not a quality score, and close to the
@@ -29,10 +29,9 @@ TRAINING set they are a memorisation warning (see :func:`nearest_real_fidelity`)
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +51,8 @@ from medgan_core.metrics.tstr import evaluate_classifier, train_classifier
 from medgan_core.models.registry import GanPair
 
 __all__ = [
-    "SITE_SCALAR_KEYS",
     "EvaluationSettings",
     "LabelledSet",
-    "SitePatientSplit",
     "augmentation_gain",
     "classifier_scores",
     "dtw_metrics",
@@ -68,17 +65,12 @@ __all__ = [
     "nearest_real_fidelity",
     "sample_with_labels",
     "score_against_real",
-    "site_scalars",
-    "split_site_patients",
 ]
 
 logger = logging.getLogger(__name__)
 
 # The scalars every site adds to its evaluate reply (FedAvg drops a round whose sites
 # disagree on keys, so the set is fixed here, in one place).
-SITE_SCALAR_KEYS = ("fd", "prdc-precision", "prdc-recall", "dtw-syn-to-real", "dtw-real-to-syn",
-                    "tstr-balanced-accuracy")
-
 
 @dataclass(frozen=True)
 class LabelledSet:
@@ -150,45 +142,6 @@ class EvaluationSettings:
     physical_scale: float = 1.0
     classifier_epochs: int = 8
     classifier_seeds: tuple[int, ...] = (0, 1, 2)
-
-
-@dataclass(frozen=True)
-class SitePatientSplit:
-    """A site's patients, split into training and evaluation patients (never both)."""
-
-    train: tuple[str, ...]
-    evaluate: tuple[str, ...]
-    held_out: bool = field(default=False)
-
-
-def split_site_patients(patients: Sequence[str], *, min_patients: int, fraction: float = 0.1
-                        ) -> SitePatientSplit:
-    """Patient-level evaluation split of one site's patients.
-
-    A site with at least ``min_patients`` patients holds out ``max(1, round(fraction * n))``
-    whole patients for evaluation (one of 4-14 patients, 10% of many), chosen by a hash of
-    the patient id (stable across runs and independent of the order the records are
-    listed in); the site's training uses the others only. A site with fewer patients
-    cannot spare one (with two or three patients, one of them typically holds nearly all
-    of a rare class), so it evaluates on its training patients and ``held_out`` is False:
-    its scores are then optimistic and say so. Splitting a record in time is never done:
-    beats of one patient on both sides would flatter every score.
-
-    Raises:
-        ValueError: On duplicate patients or ``fraction`` outside (0, 1).
-    """
-    if len(set(patients)) != len(patients):
-        raise ValueError(f"duplicate patients in {list(patients)}; one record is one patient")
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction={fraction} must be in (0, 1)")
-    ordered = tuple(patients)
-    if len(ordered) < max(2, min_patients):
-        return SitePatientSplit(train=ordered, evaluate=ordered, held_out=False)
-    count = min(len(ordered) - 1, max(1, round(fraction * len(ordered))))
-    by_hash = sorted(ordered, key=lambda p: hashlib.sha256(p.encode()).hexdigest())
-    chosen = set(by_hash[:count])
-    return SitePatientSplit(train=tuple(p for p in ordered if p not in chosen),
-                            evaluate=tuple(p for p in ordered if p in chosen), held_out=True)
 
 
 def ecg_labelled_set(record_paths: Sequence[str | Path], patients: Sequence[str]) -> LabelledSet:
@@ -438,37 +391,3 @@ def feature_bandwidth(encoder: Encoder, train: LabelledSet, *, max_samples: int 
     feats = encoder.features(train.subsample(max_samples, seed=0).samples)
     return median_heuristic_bandwidth(feats[0::2], feats[1::2], max_samples=max_samples)
 
-
-def site_scalars(*, gan: GanPair, encoder: Encoder, real: LabelledSet, num_classes: int, samples: int,
-                 classifier_epochs: int, physical_scale: float = 1.0, dtw_radius: int = 12, seed: int = 0
-                 ) -> dict[str, float]:
-    """Cheap utility scalars of a generator on one site's evaluation data (keys: :data:`SITE_SCALAR_KEYS`).
-
-    * ``fd``, ``prdc-precision``, ``prdc-recall``: encoder features of at most ``samples``
-      real samples vs as many synthetic ones with the SAME labels (so a site's class mix
-      does not count as a difference), in the site's own encoder space;
-    * ``dtw-syn-to-real``, ``dtw-real-to-syn``: banded nearest-neighbour DTW on 64 vs 128
-      samples (signals; 0.0 for images, where DTW does not apply);
-    * ``tstr-balanced-accuracy``: the small classifier trained for ``classifier_epochs``
-      on ``samples // num_classes`` synthetic samples per class, tested on all ``real``.
-
-    Only these means leave the site. Like losses, they are aggregate statistics of the
-    site's data outside the DP guarantee (which covers the model weights).
-    """
-    subset = real.subsample(samples, seed=seed)
-    synthetic = sample_with_labels(gan, subset.labels, seed=seed + 1)
-    real_f, syn_f = encoder.features(subset.samples), encoder.features(synthetic.samples)
-    mu_r, sigma_r = feature_statistics(real_f)
-    mu_s, sigma_s = feature_statistics(syn_f)
-    k = max(1, min(5, len(subset) - 1))
-    scores = prdc(real_f, syn_f, nearest_k=k)
-    dtw = {"dtw_syn_to_real": 0.0, "dtw_real_to_syn": 0.0}
-    if real.samples.ndim == 3:
-        dtw = dtw_metrics(synthetic.subsample(64, seed=seed).samples, subset.subsample(128, seed=seed).samples,
-                          radius=dtw_radius, scale=physical_scale)
-    balanced = sample_with_labels(gan, _balanced_labels(num_classes, max(1, samples // num_classes)),
-                                  seed=seed + 2)
-    tstr = classifier_scores(balanced, real, num_classes=num_classes, epochs=classifier_epochs, seeds=(seed,))
-    values = [frechet_distance(mu_r, sigma_r, mu_s, sigma_s), scores.precision, scores.recall,
-              dtw["dtw_syn_to_real"], dtw["dtw_real_to_syn"], tstr["balanced_accuracy"]]
-    return {key: float(v) for key, v in zip(SITE_SCALAR_KEYS, values)}

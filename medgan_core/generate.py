@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medgan_core.config import RunConfig
+from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 from medgan_core.models.state import load_gan_state
 from medgan_core.run_dir import RunDirectory
 
-__all__ = ["load_run_gan", "sample_per_class"]
+__all__ = ["load_run_config", "load_run_gan", "sample_per_class"]
+
+#: Run-config keys of earlier versions that a saved run may still hold; they configured
+#: the sites' own evaluation, which no longer exists (a site releases no evaluation).
+RETIRED_KEYS = ("eval-samples", "eval-encoder-epochs", "eval-classifier-epochs", "site-eval-min-patients")
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The configuration of the run in ``run_dir``, pointing at ``run_dir`` itself.
+
+    The recorded ``run-dir`` is replaced by the directory actually given, so that a copied
+    or moved run is read from where it is (its ledgers, checkpoints), never from where it
+    was made.
+
+    Raises:
+        ConfigError: no run there, or its config.json is unreadable or invalid.
+    """
+    directory = RunDirectory(run_dir)
+    path = directory.root / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{directory.root}: no run here (config.json missing); pass the run directory "
+                          "that `medgan simulate` or `medgan coordinator run` wrote")
+    try:
+        raw = directory.read_json("config.json")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); restore it or rerun") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: not a run configuration; restore it or rerun")
+    raw = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}
+    run = RunConfig.from_mapping(raw, where=str(path))
+    return replace(run, run_dir=str(directory.root.resolve()))
 
 
 def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt") -> tuple[GanPair, RunConfig]:
@@ -20,7 +52,10 @@ def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt") -> tuple[Ga
     from medgan_core.site import build_gan
 
     directory = RunDirectory(run_dir)
-    run = RunConfig.from_mapping(directory.read_json("config.json"))
+    run = load_run_config(run_dir)
+    if not (directory.checkpoints / checkpoint).is_file():
+        raise ConfigError(f"{directory.checkpoints / checkpoint}: no checkpoint; the run trained no round "
+                          "(see its metrics.jsonl for refusals) or the directory is incomplete")
     gan = build_gan(run)
     load_gan_state(gan, directory.load_checkpoint(checkpoint)["state"])
     gan.generator.eval()

@@ -11,6 +11,8 @@ import functools
 import json
 import logging
 import math
+import os
+import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +25,8 @@ from medgan_core.data.ecg import EcgConfig, load_ecg_records
 from medgan_core.data.report import DataReport
 from medgan_core.data.splits import split_by_patient
 from medgan_core.errors import ConfigError
-from medgan_core.evaluation import (
-    LabelledSet,
-    SitePatientSplit,
-    load_or_train_encoder,
-    site_scalars,
-    split_site_patients,
-)
 from medgan_core.io_utils import atomic_write_text
+from medgan_core.schema import Rule, coerce, finite_in, positive_int
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
@@ -46,11 +42,19 @@ __all__ = [
     "load_site_data",
     "training_records",
     "split_xray_patients",
+    "NonPrivateRefused",
+    "SizeRelease",
     "train_round",
     "xray_share_weights",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+#: Site-local switch for reproducible DP randomness in tests. It is read from the site
+#: process's own environment (never from the run config the coordinator sends); a
+#: simulated site honours it, a deployed site refuses to start with it set.
+INSECURE_SEED_VARIABLE = "MEDGAN_INSECURE_DETERMINISTIC_SEED"
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,14 @@ class SiteConfig:
         canaries: Simulation only: whether the run's audit canaries (run-config
             ``canaries``, see :mod:`medgan_core.audit`) are offered to this site's training
             data; each is included with probability 1/2. Never set for a deployed site.
+        release_audit: Whether ``query.audit`` may send the audit's AUCs to the coordinator
+            (with Gaussian noise, charged to the ledger); otherwise the audit's results stay
+            in the site's directory. TOML ``[release] audit``; off by default.
+        audit_noise_multiplier: Noise of that release, per AUC (sensitivity 1, see
+            :func:`medgan_core.audit.release_audit`).
+        insecure_seed: Tests only: a fixed seed for the DP noise and sampling, which makes
+            rounds replayable by anyone who knows it. Set only from the site's environment
+            (:data:`INSECURE_SEED_VARIABLE`) and only for simulated sites.
     """
 
     site_id: str
@@ -85,40 +97,67 @@ class SiteConfig:
     patient_share: "PatientShare | None" = None
     audit_paths: tuple[str, ...] = ()
     canaries: bool = False
+    release_audit: bool = False
+    audit_noise_multiplier: float = 10.0
+    insecure_seed: int | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        """The site's private directory: its ledger and everything kept beside it."""
+        return self.ledger_path.parent
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "SiteConfig":
-        """Read a site config file (see README, "Hospital IT").
+        """Read and validate a site config file (see README, "Hospital IT").
+
+        Every key is checked against its rule before anything else happens.
 
         Raises:
-            ConfigError: naming the file and the missing or bad key.
+            ConfigError: one line naming the file, the key and the fix.
         """
         path = Path(path)
         try:
             raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read site config ({exc})") from exc
-        base = path.parent
-        try:
-            site, data, budget = raw["site"], raw["data"], raw["privacy"]
-            modality = data["modality"]
-            if modality == "ecg":
-                root = base / data["dir"]
-                records = data.get("records")
-                paths = tuple(str(root / r) for r in records) if records else tuple(
-                    str(p.with_suffix("")) for p in sorted(root.rglob("*.hea")))
-            else:
-                paths = (str(base / data["dir"]),)
-            return cls(
-                site_id=str(site["id"]), modality=modality, data_paths=paths,
-                ledger_path=base / budget["ledger"], target_epsilon=float(budget["target-epsilon"]),
-                target_delta=float(budget["target-delta"]),
-                max_local_steps=int(raw.get("limits", {}).get("max-local-steps", 1000)),
-                allow_non_private=bool(raw.get("limits", {}).get("allow-non-private", False)),
-                audit_paths=tuple(str(base / data["dir"] / r) for r in raw.get("audit", {}).get("records", [])),
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read site config ({exc}); fix the file or the path") from exc
+        if os.environ.get(INSECURE_SEED_VARIABLE):
+            raise ConfigError(
+                f"{path}: {INSECURE_SEED_VARIABLE} is set in this site's environment; a deployed site refuses "
+                "replayable DP randomness (it voids the guarantee); unset it"
             )
-        except KeyError as exc:
-            raise ConfigError(f"{path}: missing key {exc}; see the README's site config example") from exc
+        base = path.parent
+        sections = {name: _section(raw, name, path, required=name in ("site", "data", "privacy"))
+                    for name in ("site", "data", "privacy", "limits", "audit", "release", "app")}
+
+        def value(section: str, key: str, rule: Rule, default: object = _REQUIRED) -> object:
+            table = sections[section]
+            if key not in table:
+                if default is _REQUIRED:
+                    raise ConfigError(f"{path}: [{section}] {key} is missing; see deploy/examples/site.toml")
+                return default
+            return coerce(table[key], rule, where=str(path), key=f"[{section}] {key}")
+
+        modality = value("data", "modality", Rule(str, lambda v: v in ("ecg", "xray"), "'ecg' or 'xray'"))
+        data_dir = base / str(value("data", "dir", _PATH))
+        if modality == "ecg":
+            records = value("data", "records", Rule(list), None)
+            paths = tuple(str(data_dir / r) for r in records) if records else tuple(
+                str(p.with_suffix("")) for p in sorted(data_dir.rglob("*.hea")))
+        else:
+            paths = (str(data_dir),)
+        audit_records = value("audit", "records", Rule(list), [])
+        return cls(
+            site_id=str(value("site", "id", _NAME)), modality=str(modality), data_paths=paths,
+            ledger_path=base / str(value("privacy", "ledger", _PATH)),
+            target_epsilon=float(value("privacy", "target-epsilon", _EPSILON)),  # type: ignore[arg-type]
+            target_delta=float(value("privacy", "target-delta", _DELTA)),  # type: ignore[arg-type]
+            max_local_steps=int(value("limits", "max-local-steps", positive_int(1_000_000), 1000)),  # type: ignore[arg-type]
+            allow_non_private=bool(value("limits", "allow-non-private", Rule(bool), False)),
+            audit_paths=tuple(str(data_dir / r) for r in audit_records),  # type: ignore[union-attr]
+            release_audit=bool(value("release", "audit", Rule(bool), False)),
+            audit_noise_multiplier=float(value("release", "audit-noise-multiplier",  # type: ignore[arg-type]
+                                               finite_in(1.0, 1e4), 10.0)),
+        )
 
     @classmethod
     def for_simulation(cls, run: RunConfig, partition_id: int) -> "SiteConfig":
@@ -137,6 +176,7 @@ class SiteConfig:
         share = None
         if run.modality == "xray":
             share = PatientShare(weights=xray_share_weights(run), group=partition_id, seed=run.seed)
+        seed = os.environ.get(INSECURE_SEED_VARIABLE, "").strip()
         return cls(
             site_id=f"site-{partition_id}", modality=run.modality, patient_share=share,
             data_paths=(run.data_root,) if share else tuple(str(p) for p in run.record_paths(groups[partition_id])),
@@ -145,7 +185,30 @@ class SiteConfig:
             allow_non_private=True,
             audit_paths=() if share else tuple(str(p) for p in run.record_paths(run.holdout_records.split())),
             canaries=partition_id == 0 and run.canaries > 0,
+            # The researcher's own simulated sites answer the final federated audit; with
+            # noise and charged like any release.
+            release_audit=run.audit_every > 0,
+            insecure_seed=(int(coerce(seed, positive_int(2**62), where=INSECURE_SEED_VARIABLE, key="value"))
+                           + partition_id) if seed else None,
         )
+
+
+_REQUIRED = object()
+_PATH = Rule(str, lambda v: bool(v.strip()), "a non-empty path (relative to the site file)")
+_NAME = Rule(str, lambda v: bool(v.strip()) and len(v) <= 100, "a non-empty name")
+_EPSILON = finite_in(0.0, 100.0, low_open=True)  # above 100 the guarantee means nothing
+_DELTA = finite_in(0.0, 1e-2, low_open=True)  # delta is a failure probability: << 1 / records
+
+
+def _section(raw: dict, name: str, path: Path, *, required: bool) -> dict:
+    table = raw.get(name)
+    if table is None:
+        if required:
+            raise ConfigError(f"{path}: section [{name}] is missing; see deploy/examples/site.toml")
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table (a [{name}] section), not {type(table).__name__}")
+    return table
 
 
 @dataclass(frozen=True)
@@ -252,6 +315,59 @@ def _site_data(site: SiteConfig, run: RunConfig) -> SiteData:
     return load_site_data(site.modality, site.data_paths, run.image_size, site.patient_share)
 
 
+class NonPrivateRefused(ConfigError):
+    """The run asks for training without DP and the site does not allow it."""
+
+
+@dataclass(frozen=True)
+class SizeRelease:
+    """The site's class counts, released once with the Gaussian mechanism and charged.
+
+    Everything the federation needs to know about how much data a site has is derived
+    from this one release (post-processing, no further cost): the class prior of the
+    discriminator's fakes, the public size ``N'`` behind the Poisson sampling rate
+    ``q = batch_size / N'``, and the FedAvg weight. The exact count never leaves the site.
+    Adding or removing one record changes one count by one: L2 sensitivity 1.
+    """
+
+    noisy_counts: tuple[float, ...]
+    noise_std: float
+    class_names: tuple[str, ...]
+
+    @property
+    def prior(self) -> torch.Tensor:
+        counts = torch.tensor(self.noisy_counts, dtype=torch.float64).clamp(min=1.0)
+        return counts / counts.sum()
+
+    @property
+    def public_size(self) -> int:
+        return max(1, round(sum(max(c, 0.0) for c in self.noisy_counts)))
+
+    def to_json(self) -> str:
+        return json.dumps({"noisy_counts": list(self.noisy_counts), "noise_std": self.noise_std,
+                           "class_names": list(self.class_names), "prior": self.prior.tolist(),
+                           "public_size": self.public_size}, indent=2)
+
+    @classmethod
+    def read(cls, path: Path) -> "SizeRelease":
+        try:
+            raw = json.loads(path.read_text())
+            release = cls(tuple(float(c) for c in raw["noisy_counts"]), float(raw["noise_std"]),
+                          tuple(str(c) for c in raw["class_names"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{path}: not a readable class-count release ({exc}); it is part of the site's privacy state: "
+                "restore it from backup together with the ledger"
+            ) from exc
+        if not all(math.isfinite(c) for c in release.noisy_counts):
+            raise ConfigError(f"{path}: non-finite counts; restore it from backup together with the ledger")
+        return release
+
+
+#: File beside the ledger holding the site's one :class:`SizeRelease`.
+SIZE_RELEASE_FILE = "label_prior.json"
+
+
 def train_round(
     *, site: SiteConfig, run: RunConfig, run_id: str, server_round: int,
     weights: dict[str, np.ndarray],
@@ -259,10 +375,12 @@ def train_round(
     """Train the global GAN locally for one round and account for it.
 
     The ledger is checked before training and written (durably) after training and
-    before this function returns, i.e. before the update can leave the site.
+    before this function returns, i.e. before the update can leave the site. Every
+    refusal depends only on the configuration and on values already released (the
+    ledger, the public size), never on the data directly.
 
     Returns:
-        The new flat GAN state and the reply metrics (same keys at every site).
+        The new flat GAN state and the reply metrics (keys: ``privacy.releases.TRAIN_REPLY``).
 
     Raises:
         PrivacyBudgetExceeded: if the round would take the site past its budget.
@@ -274,81 +392,99 @@ def train_round(
         logger.warning("%s: run asks %d local steps, site limit is %d", site.site_id, run.local_steps, local_steps)
     gan = build_gan(run, len(data.class_names))
     load_gan_state(gan, weights)
-    num_examples = len(data.labels)
-    sample_rate = run.batch_size / num_examples
-    dp: DPSettings | None = None
-    ledger: PrivacyLedger | None = None
-    if run.dp_enabled:
-        ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
-                                    target_delta=site.target_delta)
-        prior = _label_prior(site, run, data, ledger, run_id)
-        noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
-            ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
-        ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
-        dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm,
-                        grad_sample_mode=run.grad_sample_mode)
-    elif not site.allow_non_private:
-        raise ConfigError(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
-    else:
-        prior = _class_counts(data) / len(data.labels)
+    seed = None if site.insecure_seed is None else site.insecure_seed * 1000 + server_round
+    if not run.dp_enabled:
+        if not site.allow_non_private:
+            raise NonPrivateRefused(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
+        return _train_non_private(site, run, gan, data, local_steps, seed, server_round)
+
+    ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
+                                target_delta=site.target_delta)
+    release = _size_release(site, run, data, ledger, run_id)
+    if release.public_size < run.batch_size:
+        raise ConfigError(f"{site.site_id}: its released size {release.public_size} is below "
+                          f"batch-size={run.batch_size}; lower batch-size")
+    sample_rate = run.batch_size / release.public_size
+    noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
+        ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+    ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
+    dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm, grad_sample_mode=run.grad_sample_mode)
 
     def progress(step: int, total: int, metrics: dict[str, float]) -> None:
-        spent = ledger.epsilon_spent() if ledger else math.inf
-        logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon spent %.3f",
-                    server_round, site.site_id, step, total, metrics["d_loss"], metrics["g_loss"], spent)
+        logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon spent %.3f per record",
+                    server_round, site.site_id, step, total, metrics["d_loss"], metrics["g_loss"],
+                    ledger.epsilon_spent())
 
-    config = LocalTrainingConfig(
+    config = _local_config(run, local_steps, seed, public_dataset_size=release.public_size)
+    result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
+                             fake_label_prior=release.prior, progress=progress)
+    entry = ledger.record(run_id=run_id, server_round=server_round, history=result.dp_history)
+    logger.info("round %d | %s | released update, epsilon %.3f of %.3f per record (delta %g)",
+                server_round, site.site_id, entry.epsilon_after, ledger.target_epsilon, ledger.target_delta)
+    return gan_state(gan), _train_reply(float(release.public_size), entry.epsilon_after, result, noise)
+
+
+def _local_config(run: RunConfig, local_steps: int, seed: int | None, *,
+                  public_dataset_size: int | None) -> LocalTrainingConfig:
+    return LocalTrainingConfig(
         local_steps=local_steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
-        learning_rate_g=run.learning_rate_g, seed=run.seed * 1000 + server_round * 17 + _stable_hash(site.site_id),
+        learning_rate_g=run.learning_rate_g, seed=seed, public_dataset_size=public_dataset_size,
         mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema,
     )
-    result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
-                             fake_label_prior=prior, progress=progress)
-    epsilon = math.inf
-    if ledger is not None:
-        entry = ledger.record(run_id=run_id, server_round=server_round, history=result.dp_history)
-        epsilon = entry.epsilon_after
-        logger.info("round %d | %s | released update, epsilon %.3f of %.3f (delta %g)",
-                    server_round, site.site_id, epsilon, ledger.target_epsilon, ledger.target_delta)
-    metrics = {
-        "num-examples": float(num_examples),
+
+
+def _train_reply(num_examples: float, epsilon: float, result, noise: float) -> dict[str, float]:
+    # Keys and their release category: privacy.releases.TRAIN_REPLY.
+    return {
+        "num-examples": num_examples,
         "epsilon": float(epsilon),
-        "d-loss": result.d_loss,
+        "d-loss-fake": result.d_loss_fake,
         "g-loss": result.g_loss,
-        "noise-multiplier": float(dp.noise_multiplier if dp else 0.0),
+        "noise-multiplier": float(noise),
         "local-steps": float(result.steps),
     }
-    return gan_state(gan), metrics
+
+
+def _train_non_private(site: SiteConfig, run: RunConfig, gan: GanPair, data: SiteData, local_steps: int,
+                       seed: int | None, server_round: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """The non-private control: exact counts, no ledger, and no privacy claim at all."""
+    config = _local_config(run, local_steps, seed, public_dataset_size=None)
+    prior = _class_counts(data) / len(data.labels)
+    result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=None,
+                             fake_label_prior=prior)
+    logger.info("round %d | %s | released a NON-PRIVATE update (dp-enabled=false)", server_round, site.site_id)
+    return gan_state(gan), _train_reply(float(len(data.labels)), math.inf, result, 0.0)
 
 
 def _class_counts(data: SiteData) -> torch.Tensor:
     return torch.bincount(data.labels, minlength=len(data.class_names)).double()
 
 
-def _label_prior(site: SiteConfig, run: RunConfig, data: SiteData, ledger: PrivacyLedger,
-                 run_id: str) -> torch.Tensor:
-    """The site's class proportions, released once with the Gaussian mechanism.
+def _size_release(site: SiteConfig, run: RunConfig, data: SiteData, ledger: PrivacyLedger,
+                  run_id: str) -> SizeRelease:
+    """The site's :class:`SizeRelease`: read back if made before, else made once and charged.
 
-    The discriminator's fakes must follow the real class mix (see
-    ``medgan_core.training.dp_gan``), but the mix is a statistic of the site's data. It is
-    released once per site as counts + N(0, sigma^2) (L2 sensitivity 1 under adding or
-    removing a record), recorded in the ledger as one full-batch Gaussian step, and kept
-    beside the ledger so later rounds reuse it (post-processing, no further cost).
+    Recorded in the ledger as one full-batch Gaussian step (``(sigma, 1, 1)``) before the
+    file is written, so a crash in between over-counts; kept beside the ledger so later
+    rounds and runs reuse it at no further cost.
     """
-    path = site.ledger_path.with_name("label_prior.json")
+    path = site.state_dir / SIZE_RELEASE_FILE
     if path.exists():
-        return torch.tensor(json.loads(path.read_text())["prior"], dtype=torch.float64)
+        return SizeRelease.read(path)
     sigma = run.label_prior_noise
     ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=1)
-    # Unseeded on purpose: DP noise must not be predictable from the run configuration.
-    noisy = _class_counts(data) + torch.randn(len(data.class_names), dtype=torch.float64) * sigma
-    prior = noisy.clamp(min=1.0) / noisy.clamp(min=1.0).sum()
+    noise = torch.randn(len(data.class_names), dtype=torch.float64, generator=_secret_generator())
+    release = SizeRelease(tuple((_class_counts(data) + noise * sigma).tolist()), float(sigma), data.class_names)
     ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, 1)], purpose="label-prior")
-    atomic_write_text(path, json.dumps({"prior": prior.tolist(), "noise_std": sigma,
-                                        "class_names": list(data.class_names)}))
-    logger.info("%s: released class prior %s (Gaussian noise std %.1f on counts)", site.site_id,
-                [round(p, 4) for p in prior.tolist()], sigma)
-    return prior
+    atomic_write_text(path, release.to_json())
+    logger.info("%s: released class counts with Gaussian noise std %.1f (prior %s, public size %d)",
+                site.site_id, sigma, [round(p, 4) for p in release.prior.tolist()], release.public_size)
+    return release
+
+
+def _secret_generator() -> torch.Generator:
+    # DP noise must not be predictable from anything the coordinator knows.
+    return torch.Generator().manual_seed(secrets.randbits(63))
 
 
 def _derive_noise(ledger: PrivacyLedger, *, run: RunConfig, server_round: int, sample_rate: float,
@@ -365,62 +501,23 @@ def _derive_noise(ledger: PrivacyLedger, *, run: RunConfig, server_round: int, s
 
 
 def evaluate_round(*, site: SiteConfig, run: RunConfig, weights: dict[str, np.ndarray]) -> dict[str, float]:
-    """Scalar losses and utility of the global model on the site's evaluation patients.
+    """What a site says when asked to evaluate: only values that do not depend on its data.
 
-    Evaluation patients: a site with at least ``site-eval-min-patients`` patients holds out
-    whole patients (never trained on, see :func:`_site_training_data`); a smaller site
-    evaluates on its training patients and reports ``eval-held-out = 0``. The utility
-    scalars (:data:`medgan_core.evaluation.SITE_SCALAR_KEYS`) are computed in the site's
-    own encoder space, trained once on its training patients and kept at the site.
-    Only means over the site's data leave the site, never per-record values.
+    A site's evaluation of the global model on its own records would be an uncharged
+    statistic of them (a discriminator the coordinator chooses turns "accuracy on real
+    records" into a counting query; a distance to the nearest real record is a membership
+    oracle). So a site releases none: the simulation scores the global model centrally on
+    the researcher's held-out patients (``simulations/report.py``), and a deployed
+    coordinator evaluates on data of its own. The reply carries the site's epsilon spent
+    (a function of its ledger, whose entries are all public or charged) and a constant
+    aggregation weight. ``weights`` is accepted and ignored.
     """
-    split = _evaluation_split(site, run)
-    data = _site_data(site, run) if not split.held_out else load_site_data(
-        site.modality, split.evaluate, run.image_size)
-    gan = build_gan(run, len(data.class_names))
-    load_gan_state(gan, weights)
-    gan.generator.eval()
-    gan.discriminator.eval()
-    rng = torch.Generator().manual_seed(run.seed)
-    # Losses on a fixed random subset of eval-samples records: same estimate, a fraction of the time.
-    subset = LabelledSet(data.samples, data.labels).subsample(run.eval_samples, seed=run.seed)
-    with torch.no_grad():
-        real_logits = gan.discriminator(subset.samples, subset.labels)
-        fake_labels = torch.randint(0, gan.num_classes, (len(subset),), generator=rng)
-        fake = gan.generator(torch.randn(len(subset), gan.latent_dim, generator=rng), fake_labels)
-        fake_logits = gan.discriminator(fake, fake_labels)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
-    epsilon = math.inf
+    del weights
+    epsilon = math.inf if not run.dp_enabled else 0.0
     if run.dp_enabled and site.ledger_path.exists():
         epsilon = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
                                      target_delta=site.target_delta).epsilon_spent()
-    d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
-    g_loss = bce(fake_logits, torch.ones_like(fake_logits))
-    if gan.loss == "wasserstein":  # critic scores, not logits: dp_gan's losses (equal counts)
-        d_loss, g_loss = 0.5 * (fake_logits.mean() - real_logits.mean()), -fake_logits.mean()
-    return {
-        "num-examples": float(len(data.labels)),
-        "epsilon": float(epsilon),
-        "d-loss": float(d_loss),
-        "g-loss": float(g_loss),
-        "d-accuracy-real": float((real_logits > 0).float().mean()),
-        "eval-held-out": float(split.held_out),
-        **_site_utility(site, run, gan, data),
-    }
-
-
-def _evaluation_split(site: SiteConfig, run: RunConfig) -> SitePatientSplit:
-    """The site's patient-level evaluation split, as record paths (ECG: one record, one patient).
-
-    An X-ray site's folder is not split here (its patients come from file names inside
-    one directory); it evaluates on its training patients and says so.
-    """
-    paths = site.data_paths if site.modality == "ecg" else ()
-    by_name = {f"{Path(p).parent.name}/{Path(p).name}": p for p in paths}
-    split = split_site_patients(list(by_name), min_patients=run.site_eval_min_patients)
-    return SitePatientSplit(train=tuple(by_name[n] for n in split.train) or site.data_paths,
-                            evaluate=tuple(by_name[n] for n in split.evaluate) or site.data_paths,
-                            held_out=split.held_out)
+    return {"num-examples": 1.0, "epsilon": float(epsilon)}
 
 
 def _site_training_data(site: SiteConfig, run: RunConfig) -> SiteData:
@@ -435,26 +532,5 @@ def _site_training_data(site: SiteConfig, run: RunConfig) -> SiteData:
 
 
 def training_records(site: SiteConfig, run: RunConfig) -> SiteData:
-    """The site's data minus its evaluation patients (all of it when none are held out)."""
-    split = _evaluation_split(site, run)
-    if not split.held_out:
-        return _site_data(site, run)
-    return load_site_data(site.modality, split.train, run.image_size)
-
-
-def _site_utility(site: SiteConfig, run: RunConfig, gan: GanPair, data: SiteData) -> dict[str, float]:
-    """Utility scalars of ``gan`` on ``data`` in the site's own encoder space."""
-    train = _site_training_data(site, run)
-    # The encoder is a non-private model of the site's training data: it stays beside the
-    # ledger, in the site's private directory, and is reused so rounds stay comparable.
-    encoder = load_or_train_encoder(site.ledger_path.with_name("evaluation_encoder.pt"),
-                                    LabelledSet(train.samples, train.labels), modality=site.modality,
-                                    epochs=run.eval_encoder_epochs, seed=run.seed)
-    scale = EcgConfig().amplitude_scale_mv if site.modality == "ecg" else 1.0
-    return site_scalars(gan=gan, encoder=encoder, real=LabelledSet(data.samples, data.labels),
-                        num_classes=len(data.class_names), samples=run.eval_samples,
-                        classifier_epochs=run.eval_classifier_epochs, physical_scale=scale, seed=run.seed)
-
-
-def _stable_hash(text: str) -> int:
-    return sum(ord(c) * (i + 1) for i, c in enumerate(text)) % 997
+    """Every record of the site (it holds none out: it evaluates nothing locally)."""
+    return _site_data(site, run)

@@ -64,6 +64,11 @@ class RunRecorder(Strategy):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         replies = list(replies)
         self._round_record["sites"] = _per_site(replies)
+        # Refusals are results, not noise in a log: counted per round (by their fixed code)
+        # so the report, `medgan simulate`'s exit status and the coordinator's summary see them.
+        refusals = {node: site["error"] for node, site in self._round_record["sites"].items() if "error" in site}
+        self._round_record["refusals"] = refusals
+        self._round_record["trained"] = len(replies) - len(refusals)
         for node, site in self._round_record["sites"].items():
             if "error" in site:
                 logger.warning("round %d: node %s refused: %s", server_round, node, site["error"])

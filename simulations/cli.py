@@ -72,6 +72,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     write_canary_manifest(run)  # inclusion bits stay in the run dir, with the auditor
     run_federation(run, verbose=args.verbose)
+    from medgan_core.run_dir import RunDirectory
+    from simulations.report import refusal_summary
+
+    history = RunDirectory(run_dir).read_metrics()
+    refused = refusal_summary(history)
+    if not any(h.get("trained", 0) for h in history):
+        print(f"medgan simulate: no site trained in any of {len(history)} rounds; the run has no model. "
+              f"Refusals: {refused['by_code'] or 'none recorded'}. Fix: see the sites' log lines above "
+              "(budget, batch-size, site limits)", file=sys.stderr)
+        return 1
     logger.info("federation finished in %.0f s; writing the report", time.time() - started)
     if run.modality == "ecg":
         report = ecg_report(run_dir)
@@ -81,14 +91,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         report = xray_report(run_dir)
     print((run_dir / "report.md").read_text())
     logger.info("done in %.0f s: %s", time.time() - started, run_dir / "report.md")
+    if refused["total"]:
+        print(f"medgan simulate: {refused['total']} site refusal(s) in this run: {refused['by_code']} "
+              "(see the report's 'Refusals' section)", file=sys.stderr)
     return 0 if all(s["within_budget"] for s in report["privacy"].values()) else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from medgan_core.config import RunConfig
-    from medgan_core.run_dir import RunDirectory
+    from medgan_core.generate import load_run_config
 
-    run = RunConfig.from_mapping(RunDirectory(args.run_dir).read_json("config.json"))
+    run = load_run_config(args.run_dir)
     if run.modality == "ecg":
         from simulations.report import ecg_report
 

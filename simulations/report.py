@@ -34,7 +34,6 @@ from medgan_core.evaluation import (
     evaluate_generator,
     feature_bandwidth,
     load_or_train_encoder,
-    split_site_patients,
 )
 from medgan_core.export.wfdb_export import write_synthetic_wfdb
 from medgan_core.generate import load_run_gan
@@ -44,12 +43,12 @@ from medgan_core.plots import plot_beats_real_vs_synthetic, plot_curves
 from medgan_core.run_dir import RunDirectory
 from privacy.ledger import PrivacyLedger
 
-__all__ = ["ecg_report", "run_training_sets", "single_threaded", "site_privacy_summary"]
+__all__ = ["ecg_report", "refusal_summary", "refusals_md", "run_training_sets", "single_threaded",
+           "site_privacy_summary"]
 
 logger = logging.getLogger(__name__)
 
 ENCODER_FILE = "encoder.pt"
-_FEDERATED_KEYS = ("fd", "dtw-syn-to-real", "dtw-real-to-syn", "tstr-balanced-accuracy", "eval-held-out")
 
 
 def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
@@ -72,10 +71,9 @@ def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
 
 
 def run_training_sets(run: RunConfig) -> tuple[list[LabelledSet], LabelledSet]:
-    """Each simulated site's training beats (its evaluation patients excluded) and the held-out beats."""
+    """Each simulated site's training beats and the held-out beats."""
     sites = []
-    for group in run.site_record_groups():
-        patients = split_site_patients(group, min_patients=run.site_eval_min_patients).train
+    for patients in run.site_record_groups():
         sites.append(ecg_labelled_set(run.record_paths(list(patients)), patients))
     holdout = run.holdout_records.split()
     return sites, ecg_labelled_set(run.record_paths(holdout), holdout)
@@ -113,16 +111,6 @@ def _central_rounds(directory: RunDirectory, run: RunConfig, *, encoder, holdout
         rows.append({"round": int(checkpoint["round"]), "fd": _macro(scores, "fd"),
                      "dtw_syn_to_real_mv": _macro(scores, "dtw_syn_to_real"),
                      "coverage": _macro(scores, "coverage")})
-    return rows
-
-
-def _federated_rounds(history: list[dict]) -> list[dict]:
-    """The sites' own per-round evaluation, as FedAvg aggregated it (weighted by num-examples)."""
-    rows = []
-    for h in history:
-        evaluated = h.get("evaluate") or {}
-        if any(key in evaluated for key in _FEDERATED_KEYS):
-            rows.append({"round": h["round"], **{key: evaluated.get(key) for key in _FEDERATED_KEYS}})
     return rows
 
 
@@ -187,9 +175,8 @@ def _ecg_report(run_dir: Path, *, n_per_class: int, dtw_samples: int, seed: int,
                                      settings=round_settings, bandwidth=bandwidth, seed=seed)
     history = directory.read_metrics()
     privacy = site_privacy_summary(run)
-    federated_rounds = _federated_rounds(history)
     figures = _figures(directory, run, holdout=holdout, synthetic=synthetic, privacy=privacy, history=history,
-                       central_rounds=central_rounds, federated_rounds=federated_rounds)
+                       central_rounds=central_rounds)
     wfdb_dir = directory.root / "synthetic_wfdb"
     beats, labels = synthetic.samples[:, 0].numpy(), synthetic.labels.numpy()
     picks = np.concatenate([np.flatnonzero(labels == c)[:wfdb_per_class] for c in range(num_classes)])
@@ -208,6 +195,7 @@ def _ecg_report(run_dir: Path, *, n_per_class: int, dtw_samples: int, seed: int,
         "dp_enabled": run.dp_enabled,
         "rounds": len(history),
         "privacy": privacy,
+        "refusals": refusal_summary(history),
         "holdout_patients": run.holdout_records.split(),
         "holdout_class_counts": _counts(holdout, config),
         "train_class_counts": _counts(train, config),
@@ -221,7 +209,6 @@ def _ecg_report(run_dir: Path, *, n_per_class: int, dtw_samples: int, seed: int,
         "memorisation": final["memorisation"],
         "augmentation_gain": gain,
         "rounds_central": central_rounds,
-        "rounds_federated": federated_rounds,
         "encoder": {"path": ENCODER_FILE, "trained_on": sorted(set(train.patients)), "epochs": encoder_epochs,
                     "seed": run.seed, "feature_dim": encoder.config.feature_dim, "mmd_bandwidth": bandwidth},
         "inception_fid": None if inception is None else "not applicable to 1-D ECG beats",
@@ -242,8 +229,7 @@ def _counts(data: LabelledSet, config: EcgConfig) -> dict[str, int]:
 
 
 def _figures(directory: RunDirectory, run: RunConfig, *, holdout: LabelledSet, synthetic: LabelledSet,
-             privacy: dict, history: list[dict], central_rounds: list[dict], federated_rounds: list[dict]
-             ) -> list[str]:
+             privacy: dict, history: list[dict], central_rounds: list[dict]) -> list[str]:
     config = EcgConfig()
     figures = directory.root / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -255,7 +241,7 @@ def _figures(directory: RunDirectory, run: RunConfig, *, holdout: LabelledSet, s
     plot_curves(
         _non_empty({
             "epsilon (ledger)": {site: s["epsilon_by_round"] for site, s in privacy.items()},
-            "discriminator loss": {"mean of sites": [(h["round"], h["train"]["d-loss"]) for h in train]},
+            "discriminator loss on fakes": {"mean of sites": [(h["round"], h["train"]["d-loss-fake"]) for h in train]},
             "generator loss": {"mean of sites": [(h["round"], h["train"]["g-loss"]) for h in train]},
         }),
         figures / "training_curves.png", title=f"{run.modality} federation, target epsilon {run.target_epsilon}",
@@ -266,12 +252,10 @@ def _figures(directory: RunDirectory, run: RunConfig, *, holdout: LabelledSet, s
 
     plot_curves(
         _non_empty({
-            "Frechet distance (encoder)": {"central, held-out patients": points(central_rounds, "fd"),
-                                           "sites, own encoders (FedAvg)": points(federated_rounds, "fd")},
+            "Frechet distance (encoder)": {"central, held-out patients": points(central_rounds, "fd")},
             "nearest-neighbour DTW syn->real (mV)": {
-                "central, held-out patients": points(central_rounds, "dtw_syn_to_real_mv"),
-                "sites (FedAvg)": points(federated_rounds, "dtw-syn-to-real")},
-            "TSTR balanced accuracy": {"sites (FedAvg)": points(federated_rounds, "tstr-balanced-accuracy")},
+                "central, held-out patients": points(central_rounds, "dtw_syn_to_real_mv")},
+            "coverage (PRDC)": {"central, held-out patients": points(central_rounds, "coverage")},
         }),
         figures / "utility_curves.png", title="utility of the global generator per round",
     )
@@ -306,9 +290,35 @@ _METRIC_ROWS = (
 )
 
 
+def refusal_summary(history: list[dict]) -> dict:
+    """Refusals in ``metrics.jsonl``: total, by fixed code, and per round."""
+    by_code: dict[str, int] = {}
+    rounds = []
+    for h in history:
+        codes = [str(reason).split(": ")[0] for reason in (h.get("refusals") or {}).values()]
+        for code in codes:
+            by_code[code] = by_code.get(code, 0) + 1
+        if codes:
+            rounds.append({"round": h["round"], "refused": len(codes), "trained": h.get("trained", 0),
+                           "codes": sorted(set(codes))})
+    return {"total": sum(by_code.values()), "by_code": by_code, "rounds": rounds}
+
+
+def refusals_md(summary: dict) -> list[str]:
+    """Markdown from :func:`refusal_summary`: every round in which a site refused, with the code."""
+    lines = ["", "## Refusals", ""]
+    if not summary["total"]:
+        return lines + ["No site refused a request.", ""]
+    lines += ["| round | sites that trained | sites that refused | codes |", "|---|---|---|---|"]
+    lines += [f"| {r['round']} | {r['trained']} | {r['refused']} | {', '.join(r['codes'])} |" for r in summary["rounds"]]
+    return lines + [""]
+
+
 def privacy_table_md(privacy: dict[str, dict]) -> list[str]:
     """Markdown rows: each site's spend from its ledger (``site_privacy_summary``)."""
     lines = ["## Privacy spent per site (from each site's ledger)", "",
+             "Epsilon is per record (one beat or one image), not per patient; delta as given; "
+             "composed over everything the site released (class counts, every round, audit releases).", "",
              "| site | epsilon spent | target | delta | noise multiplier | DP steps | within budget |",
              "|---|---|---|---|---|---|---|"]
     for site, s in privacy.items():
@@ -322,6 +332,7 @@ def _markdown(report: dict, run: RunConfig) -> str:
     lines += [f"Modality {run.modality}, model {run.model}, {report['rounds']} rounds, "
               f"DP {'on' if report['dp_enabled'] else 'OFF (non-private control)'}.", ""]
     lines += privacy_table_md(report["privacy"])
+    lines += refusals_md(report["refusals"])
     lines += _final_metrics_md(report)
     lines += _utility_md(report)
     lines += _rounds_md(report)
@@ -395,24 +406,17 @@ def _utility_md(report: dict) -> list[str]:
 
 
 def _rounds_md(report: dict) -> list[str]:
-    central = {r["round"]: r for r in report["rounds_central"]}
-    federated = {r["round"]: r for r in report["rounds_federated"]}
-    if not central and not federated:
+    central = report["rounds_central"]
+    if not central:
         return []
     lines = ["", "## Per round", "",
-             "Central: the round's global generator scored here on the held-out patients (macro over classes, "
-             f"{report['settings']['round_samples']} synthetic beats per class). Sites: each site's own scores of "
-             "the global generator (its own encoder, its evaluation patients, pooled over its class mix, so not "
-             "comparable with the central columns; `eval-held-out` is the share of "
-             "evaluated beats from patients the site held out of training, 0 = sites too small to hold one out, "
-             "scored on their training patients), averaged by FedAvg weighted by beats.", "",
-             "| round | FD central | DTW central (mV) | coverage central | FD sites | DTW sites (mV) | "
-             "TSTR bal. acc. sites | eval-held-out |", "|---|---|---|---|---|---|---|---|"]
-    for rnd in sorted(set(central) | set(federated)):
-        c, f = central.get(rnd, {}), federated.get(rnd, {})
-        lines.append(f"| {rnd} | {_fmt(c.get('fd'), 1)} | {_fmt(c.get('dtw_syn_to_real_mv'))} | "
-                     f"{_fmt(c.get('coverage'))} | {_fmt(f.get('fd'), 1)} | {_fmt(f.get('dtw-syn-to-real'))} | "
-                     f"{_fmt(f.get('tstr-balanced-accuracy'))} | {_fmt(f.get('eval-held-out'), 2)} |")
+             "The round's global generator scored here on the held-out patients (macro over classes, "
+             f"{report['settings']['round_samples']} synthetic beats per class). Sites score nothing on their "
+             "own records: that would be an uncharged release.", "",
+             "| round | FD | DTW (mV) | coverage |", "|---|---|---|---|"]
+    for c in central:
+        lines.append(f"| {c['round']} | {_fmt(c.get('fd'), 1)} | {_fmt(c.get('dtw_syn_to_real_mv'))} | "
+                     f"{_fmt(c.get('coverage'))} |")
     return lines
 
 

@@ -50,7 +50,6 @@ from medgan_core.evaluation import (
     feature_bandwidth,
     load_or_train_encoder,
     score_against_real,
-    split_site_patients,
 )
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.registry import GanPair, create_gan
@@ -136,8 +135,7 @@ def fedavg(replies: Sequence[tuple[dict, dict[str, float]]]) -> dict:
 
 
 def _central_site(run: RunConfig) -> SiteConfig:
-    records = [p for group in run.site_record_groups()
-               for p in split_site_patients(group, min_patients=run.site_eval_min_patients).train]
+    records = [p for group in run.site_record_groups() for p in group]
     return SiteConfig(site_id="central", modality=run.modality,
                       data_paths=tuple(str(p) for p in run.record_paths(records)),
                       ledger_path=Path(run.run_dir) / "sites" / "central" / "privacy_ledger.json",

@@ -32,7 +32,7 @@ from medgan_core.metrics.tstr import tstr_trtr
 from medgan_core.plots import plot_curves, plot_image_grid
 from medgan_core.run_dir import RunDirectory
 from medgan_core.site import split_xray_patients, xray_share_weights
-from simulations.report import privacy_table_md, site_privacy_summary
+from simulations.report import privacy_table_md, refusal_summary, refusals_md, site_privacy_summary
 
 __all__ = ["CLASS_NAMES", "read_exported_images", "xray_report"]
 
@@ -121,7 +121,7 @@ def xray_report(run_dir: str | Path, *, n_per_class: int = 300, seed: int = 0, c
     plot_curves(
         {
             "epsilon (ledger)": {site: s["epsilon_by_round"] for site, s in privacy.items()},
-            "discriminator loss": {"mean of sites": [(h["round"], h["train"]["d-loss"]) for h in history if h.get("train")]},
+            "discriminator loss on fakes": {"mean of sites": [(h["round"], h["train"]["d-loss-fake"]) for h in history if h.get("train")]},
             "generator loss": {"mean of sites": [(h["round"], h["train"]["g-loss"]) for h in history if h.get("train")]},
         },
         figures / "training_curves.png", title=f"{run.modality} federation, target epsilon {run.target_epsilon}",
@@ -130,6 +130,7 @@ def xray_report(run_dir: str | Path, *, n_per_class: int = 300, seed: int = 0, c
         "run_dir": str(directory.root),
         "dp_enabled": run.dp_enabled,
         "rounds": len(history),
+        "refusals": refusal_summary(history),
         "privacy": privacy,
         "split": {"weights": list(xray_share_weights(run)), "seed": run.seed},
         "holdout_patients": len(holdout_patients),
@@ -157,6 +158,7 @@ def _markdown(report: dict, run: RunConfig) -> str:
     lines += [f"Modality {run.modality}, model {run.model}, {report['image_size']}x{report['image_size']}, "
               f"{report['rounds']} rounds, DP {'on' if report['dp_enabled'] else 'OFF (non-private control)'}.", ""]
     lines += privacy_table_md(report["privacy"])
+    lines += refusals_md(report["refusals"])
     lines += ["", f"## Utility on {report['holdout_patients']} held-out patients ({report['holdout_class_counts']})", "",
               f"The same small CNN, trained on {report['synthetic_per_class']} exported synthetic DICOMs per class "
               f"(TSTR) or on the sites' real images {report['train_class_counts']} (TRTR).", "",

@@ -50,19 +50,21 @@ def test_canaries_go_to_site_zero_only_with_their_inclusion_bits(small_run):
     assert run.holdout_records.split()[1] == "mitdb/116"
 
 
-def test_audit_query_reply_holds_only_scalars(flower_identity, small_run):
+def test_audit_query_keeps_the_results_at_the_site(flower_identity, small_run):
     attacks = ("logan", "gan_leaks", "domias")
     reply = app(_query(small_run, " ".join(attacks)), _context(small_run, 1))
 
     assert not reply.has_error()
-    # One MetricRecord and nothing else: no ArrayRecord, no ConfigRecord, no scores.
+    # One MetricRecord saying the audit ran: the site has not opted into releasing it.
     assert set(reply.content.keys()) == {"metrics"}
     assert isinstance(reply.content["metrics"], MetricRecord)
-    metrics = dict(reply.content["metrics"])
-    assert set(metrics) == {f"{a}-{k}" for a in attacks for k in ATTACK_KEYS} | {"num-members", "num-non-members"}
-    assert all(isinstance(v, float) for v in metrics.values())
-    # Members: the site's training records (capped at 2000); non-members: patient mitdb/114.
+    assert dict(reply.content["metrics"]) == {"audit-kept-at-site": 1.0}
+    # The full audit is in the site's own directory, for its data-protection officer.
     site = SiteConfig.for_simulation(small_run, 1)
+    (kept,) = (site.state_dir / "audits").glob("audit-*.json")
+    metrics = json.loads(kept.read_text())["metrics"]
+    assert set(metrics) == {f"{a}-{k}" for a in attacks for k in ATTACK_KEYS} | {"num-members", "num-non-members"}
+    # Members: the site's training records (capped at 2000); non-members: patient mitdb/114.
     assert metrics["num-members"] == min(2000, len(training_records(site, small_run).labels))
     assert metrics["num-non-members"] == 1879
     assert all(0.0 <= metrics[f"{a}-auc"] <= 1.0 for a in attacks)
@@ -73,7 +75,7 @@ def test_audit_query_with_an_unknown_attack_gets_an_error_reply(flower_identity,
     reply = app(_query(small_run, "logan membership_oracle"), _context(small_run, 0))
 
     assert reply.has_error()
-    assert "site-0 refused" in reply.error.reason and "known attacks" in reply.error.reason
+    assert reply.error.reason.startswith("medgan:config-refused: ")
 
 
 def test_central_metrics_join_the_round_line_in_metrics_jsonl(tmp_path):

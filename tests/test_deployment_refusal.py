@@ -61,10 +61,12 @@ def test_request_past_the_site_budget_is_refused_in_log_and_reply(flower_identit
     reply = _ask(greedy, toml)
 
     assert reply.has_error()
-    assert "hospital-x refused: PrivacyBudgetExceeded" in reply.error.reason
-    assert "epsilon=2 " in reply.error.reason  # the site's budget, not the run's
-    refusals = [r for r in site_log.records if r.levelno == logging.ERROR and r.name == "client.app"]
-    assert {r.getMessage() for r in refusals} == {reply.error.reason}  # what is logged is what is replied
+    # The coordinator gets a fixed code and sentence; the site's log has the details.
+    assert reply.error.reason == "medgan:budget-exhausted: the site's privacy budget does not allow this request"
+    refusals = sorted({r.getMessage() for r in site_log.records if r.levelno == logging.ERROR and r.name == "client.app"})
+    assert len(refusals) == 1 and "hospital-x refused: PrivacyBudgetExceeded" in refusals[0]
+    assert "epsilon=2 " in refusals[0]  # the site's budget, not the run's
+    assert "sent to the coordinator as medgan:budget-exhausted" in refusals[0]
     ledger = json.loads((tmp_path / "ledger" / "privacy_ledger.json").read_text())
     assert [e for e in ledger["entries"] if e.get("purpose", "dp-sgd") == "dp-sgd"] == []
 
@@ -78,5 +80,6 @@ def test_request_past_the_site_budget_is_refused_in_log_and_reply(flower_identit
 def test_non_private_request_is_refused_unless_the_site_allows_it(flower_identity, tmp_path, site_log):
     reply = _ask(RunConfig(dp_enabled=False, local_steps=2, batch_size=32), _site(tmp_path, epsilon=5.0))
     assert reply.has_error()
-    assert "hospital-x refused: ConfigError: hospital-x does not allow non-private training" in reply.error.reason
-    assert any("does not allow non-private" in r.getMessage() for r in site_log.records)
+    assert reply.error.reason == "medgan:non-private-refused: the site does not train without differential privacy"
+    assert any("hospital-x refused: NonPrivateRefused: hospital-x does not allow non-private" in r.getMessage()
+               for r in site_log.records)

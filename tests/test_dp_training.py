@@ -177,7 +177,7 @@ def test_generator_average_is_released_and_changes_nothing_else(monkeypatch):
 
         monkeypatch.setattr(dp_gan, "_generator_step", spy)
         result = train_local_gan(gan=gan, beats=x, labels=y,
-                                 config=LocalTrainingConfig(local_steps=3, batch_size=32, generator_ema=decay),
+                                 config=LocalTrainingConfig(local_steps=3, batch_size=32, generator_ema=decay, seed=0),
                                  dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
         runs[decay] = (result, gan, start, iterates)
     (plain, plain_gan, _, plain_iterates), (averaged, averaged_gan, start, averaged_iterates) = runs[0.0], runs[0.5]
@@ -200,3 +200,52 @@ def test_generator_average_decay_outside_0_1_is_refused(decay):
 
     with pytest.raises(ConfigError, match="generator_ema"):
         LocalTrainingConfig(generator_ema=decay)
+
+
+def _released_discriminator(config: LocalTrainingConfig) -> torch.Tensor:
+    x, y = _data()
+    torch.manual_seed(0)  # the same initial weights in every call
+    gan = create_gan("dcgan1d")
+    train_local_gan(gan=gan, beats=x, labels=y, config=config,
+                    dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
+    return _weights(gan.discriminator)
+
+
+def test_dp_randomness_is_secret_by_default_and_replayable_only_with_an_explicit_seed():
+    # Same data, same initial weights, same configuration: without a seed the noise and the
+    # sampling are fresh secrets, so the released discriminators differ ...
+    secret = LocalTrainingConfig(local_steps=2, batch_size=32)
+    assert not torch.equal(_released_discriminator(secret), _released_discriminator(secret))
+    # ... and the global torch seed (known to anyone with the config) does not pin them either.
+    torch.manual_seed(123)
+    a = _released_discriminator(secret)
+    torch.manual_seed(123)
+    assert not torch.equal(a, _released_discriminator(secret))
+    # An explicit seed (tests only) makes the round bit-for-bit replayable.
+    seeded = LocalTrainingConfig(local_steps=2, batch_size=32, seed=5)
+    assert torch.equal(_released_discriminator(seeded), _released_discriminator(seeded))
+
+
+def test_sampling_rate_and_averaging_use_the_public_size_not_the_count(monkeypatch):
+    x, y = _data(n=256)
+    seen = {}
+    original = dp_gan._discriminator_step
+
+    def spy(gan, discriminator, optimizer, *args):
+        seen["expected_batch_size"] = optimizer.expected_batch_size
+        return original(gan, discriminator, optimizer, *args)
+
+    monkeypatch.setattr(dp_gan, "_discriminator_step", spy)
+    result = train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y,
+                             config=LocalTrainingConfig(local_steps=3, batch_size=32, public_dataset_size=300),
+                             dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
+    assert result.dp_history == [(1.0, 32 / 300, 3)]  # the accountant's q is the sampler's q
+    assert result.sample_rate == 32 / 300
+    assert seen["expected_batch_size"] == 32  # q * N' = batch size, whatever len(x) is
+
+
+def test_public_size_below_the_batch_is_refused():
+    from medgan_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="public_dataset_size"):
+        LocalTrainingConfig(batch_size=64, public_dataset_size=10)

@@ -7,8 +7,6 @@ import math
 import pytest
 import torch
 
-from medgan_core.evaluation import SITE_SCALAR_KEYS
-
 REPORT_ARGS = dict(n_per_class=40, dtw_samples=10, wfdb_per_class=5, encoder_epochs=1, classifier_epochs=1,
                    classifier_seeds=(0,), round_samples=20)
 
@@ -34,23 +32,22 @@ def saved_run(tmp_path_factory):
     directory.write_json("config.json", run.to_mapping())
     torch.manual_seed(run.seed)
     state = gan_state(build_gan(run))
-    evaluated = []
     for rnd in (1, 2):
         state, _ = train_round(site=SiteConfig.for_simulation(replace(run), 0), run=run, run_id="t",
                                server_round=rnd, weights=state)
         directory.save_checkpoint(rnd, state, {"model": run.model})
-        # What FedAvg's evaluate aggregation writes (values made up; the report only reads them).
-        evaluate = {key: 0.1 * rnd + i for i, key in enumerate(SITE_SCALAR_KEYS)} | {"eval-held-out": 0.0}
-        evaluated.append(evaluate)
-        directory.append_metrics({"round": rnd, "train": {"d-loss": 1.0, "g-loss": 2.0}, "evaluate": evaluate})
-    yield root, evaluated
+        # What the ServerApp's recorder writes; round 2 had one refusal.
+        refusals = {"7": "medgan:budget-exhausted: the site's privacy budget does not allow this request"} if rnd == 2 else {}
+        directory.append_metrics({"round": rnd, "train": {"d-loss-fake": 1.0, "g-loss": 2.0},
+                                  "evaluate": {"epsilon": 1.0}, "trained": 1, "refusals": refusals})
+    yield root
     torch.set_num_threads(threads)
 
 
 def test_report_recomputes_identically_from_the_saved_run(saved_run):
     from simulations.report import ecg_report
 
-    root, _ = saved_run
+    root = saved_run
     first = ecg_report(root, **REPORT_ARGS)
     first_json, first_md = (root / "report.json").read_text(), (root / "report.md").read_text()
     encoder = root / "encoder.pt"
@@ -67,7 +64,7 @@ def test_report_recomputes_identically_from_the_saved_run(saved_run):
 def test_report_contents(saved_run):
     from simulations.report import ecg_report
 
-    root, evaluated = saved_run
+    root = saved_run
     report = json.loads((root / "report.json").read_text()) if (root / "report.json").exists() else ecg_report(
         root, **REPORT_ARGS)
     # Existing consumers read these keys.
@@ -87,13 +84,19 @@ def test_report_contents(saved_run):
     assert gain["site"] == "site-0" and gain["site_patients"] == ["mitdb/106"]
     assert gain["test_patients"] == ["mitdb/116"] and not set(gain["site_patients"]) & set(gain["test_patients"])
     assert gain["num_synthetic"] == 2 * REPORT_ARGS["n_per_class"]
-    # Per round: central scores of every checkpoint, and the sites' aggregated scores as recorded.
+    # Per round: central scores of every checkpoint (sites score nothing on their records).
     assert [r["round"] for r in report["rounds_central"]] == [1, 2]
     assert all(math.isfinite(r["fd"]) for r in report["rounds_central"])
-    assert [r["fd"] for r in report["rounds_federated"]] == [e["fd"] for e in evaluated]
+    assert "rounds_federated" not in report
+    # Refusals are results: counted by code and per round, and shown.
+    assert report["refusals"] == {"total": 1, "by_code": {"medgan:budget-exhausted": 1},
+                                  "rounds": [{"round": 2, "refused": 1, "trained": 1,
+                                              "codes": ["medgan:budget-exhausted"]}]}
     assert {"figures/real_vs_synthetic_beats.png", "figures/training_curves.png",
             "figures/utility_curves.png"} <= set(report["figures"])
     markdown = (root / "report.md").read_text()
     assert "## Augmentation gain at the smallest site (site-0" in markdown
     assert "exported WFDB read back (10 beats)" in markdown
     assert "What the sample-space rows mean" in markdown and "Memorisation check" in markdown
+    assert "| 2 | 1 | 1 | medgan:budget-exhausted |" in markdown
+    assert "Epsilon is per record (one beat or one image), not per patient" in markdown

@@ -32,9 +32,12 @@ def test_fedavg_is_the_num_examples_weighted_mean():
     assert torch.allclose(out["discriminator.b"], torch.tensor([3.0]))
 
 
-def test_one_federated_round_is_fedavg_of_the_sites_first_local_round(tmp_path):
+def test_one_federated_round_is_fedavg_of_the_sites_first_local_round(tmp_path, monkeypatch):
+    from medgan_core.site import INSECURE_SEED_VARIABLE
     from simulations.federation import resolve_run_config
 
+    # Comparing two settings needs the same randomness in both: the site-local test switch.
+    monkeypatch.setenv(INSECURE_SEED_VARIABLE, "11")
     run = resolve_run_config({**TINY_SITES, "run-dir": str(tmp_path / "local"), "num-server-rounds": 1,
                               "local-steps": 2, "batch-size": 32, "dp-enabled": False})
     local = train_setting("local", run)

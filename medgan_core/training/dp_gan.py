@@ -16,6 +16,17 @@ Privacy reasoning, in short:
   discriminator's parameters are frozen during that step, so the generator's backward
   pass neither fills per-sample gradients nor calls the DP optimizer, and the accountant
   does not count it. The generator is private by post-processing.
+* Randomness is secret. The Gaussian noise, the Poisson sampling of records and the fakes
+  come from three generators seeded from the operating system's CSPRNG (``secrets``) at
+  every call, so nobody outside the site process, in particular a coordinator holding the
+  run configuration, can replay a round with and without a record and compare. A fixed
+  ``LocalTrainingConfig.seed`` makes a round reproducible and therefore voids the
+  guarantee: tests and benchmarks only (a site only passes one behind its site-local test
+  switch, ``MEDGAN_INSECURE_DETERMINISTIC_SEED``).
+* The sampling rate is ``q = batch_size / public_dataset_size`` where the size is public
+  (a DP release charged to the ledger, see ``medgan_core.site``), never the exact record
+  count: the sampler and the accountant use this same ``q``, and the noisy gradient sum is
+  divided by the public expected batch size ``batch_size``, not by a count of the data.
 * ``gan.loss == "wasserstein"`` changes only the per-sample loss (``-D(x)`` for a real
   record, ``+D(x~)`` for a fake), so each real record still contributes one clipped term.
   The critic's Lipschitz constraint is applied by ``enforce_lipschitz()`` after every
@@ -27,6 +38,7 @@ Privacy reasoning, in short:
 from __future__ import annotations
 
 import logging
+import secrets
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -34,6 +46,7 @@ from typing import Callable
 import torch
 from opacus import PrivacyEngine
 from torch import nn
+from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 from medgan_core.errors import ConfigError
@@ -54,7 +67,14 @@ class LocalTrainingConfig:
     learning_rate_d: float = 8e-4
     learning_rate_g: float = 8e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 0
+    # None (the default): secret randomness from the OS's CSPRNG, drawn anew at every call.
+    # An int makes the round reproducible by whoever knows it, which voids the DP guarantee
+    # against them: tests and benchmarks only.
+    seed: int | None = None
+    # The public size N' behind the Poisson sampling rate q = batch_size / N'. A site passes
+    # the size it released with DP (charged); None means the exact count, for callers that
+    # make no privacy claim about it (tests, baselines, the non-private control).
+    public_dataset_size: int | None = None
     # Weight of the mode-seeking term (Mao et al., MSGAN, CVPR 2019) in the generator's
     # loss: 1 / (mean |G(z1,y) - G(z2,y)| / mean |z1 - z2|). It pushes two latents of the
     # same class apart in output space, against the collapse a noisy discriminator invites.
@@ -76,6 +96,11 @@ class LocalTrainingConfig:
             raise ConfigError(f"mode_seeking_weight={self.mode_seeking_weight} must be >= 0")
         if not 0.0 <= self.generator_ema < 1.0:
             raise ConfigError(f"generator_ema={self.generator_ema} must be in [0, 1); 0 turns it off")
+        if self.public_dataset_size is not None and self.public_dataset_size < self.batch_size:
+            raise ConfigError(
+                f"public_dataset_size={self.public_dataset_size} is smaller than batch_size={self.batch_size}; "
+                "lower batch-size"
+            )
 
 
 @dataclass(frozen=True)
@@ -98,6 +123,9 @@ class DPSettings:
 class LocalTrainingResult:
     d_loss: float
     g_loss: float
+    # The discriminator's loss on the step's fakes only: a function of privatised weights
+    # and data-independent fakes, so unlike ``d_loss`` it may leave the site.
+    d_loss_fake: float
     steps: int
     num_examples: int
     sample_rate: float
@@ -185,45 +213,54 @@ def train_local_gan(
             f"site has {len(beats)} samples, fewer than batch_size={config.batch_size}; lower batch-size"
         )
     _check_loss(gan)
-    torch.manual_seed(config.seed)
-    fake_rng = torch.Generator().manual_seed(config.seed + 1)
+    noise_rng, fake_rng, sampling_rng = _generators(config.seed)
     generator, discriminator = gan.generator.train(), gan.discriminator.train()
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate_d, betas=config.betas)
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate_g, betas=config.betas)
-    loader = DataLoader(
-        TensorDataset(beats, labels), batch_size=config.batch_size, shuffle=dp is None,
-        drop_last=dp is None, generator=torch.Generator().manual_seed(config.seed + 2),
-    )
+    dataset = TensorDataset(beats, labels)
+    public_size = config.public_dataset_size or len(beats)
+    sample_rate = config.batch_size / public_size
     criterion: nn.Module = _adversarial_loss(gan.loss)
-    engine = None
-    if dp is not None:
+    if dp is None:
+        loader: DataLoader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                                        generator=sampling_rng)
+    else:
+        # Our own Poisson sampler at the public rate q; Opacus must not derive q (or the
+        # averaging denominator) from len(dataset), which is the private count.
+        loader = DPDataLoader(dataset, sample_rate=sample_rate, generator=sampling_rng)
         engine = PrivacyEngine(accountant="rdp")
         with warnings.catch_warnings():
-            # Opacus warns that secure RNG is off; we log it once per call instead.
+            # "Secure RNG turned off": Opacus's secure mode needs torchcsprng, which does not
+            # build for this torch; the noise generator passed here is seeded from secrets.
             warnings.simplefilter("ignore", UserWarning)
             prepared = engine.make_private(
                 module=discriminator, optimizer=d_optimizer, criterion=criterion, data_loader=loader,
                 noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm,
-                poisson_sampling=True, grad_sample_mode=dp.grad_sample_mode,
+                poisson_sampling=False, grad_sample_mode=dp.grad_sample_mode, noise_generator=noise_rng,
             )
         if dp.grad_sample_mode == "ghost":
-            discriminator, d_optimizer, criterion, loader = prepared
+            discriminator, d_optimizer, criterion, _ = prepared
         else:
-            discriminator, d_optimizer, loader = prepared
-        logger.debug("DP-SGD with noise %.3f, clip %.2f, %s per-sample gradients",
-                     dp.noise_multiplier, dp.max_grad_norm, dp.grad_sample_mode)
+            discriminator, d_optimizer, _ = prepared
+        discriminator.forbid_grad_accumulation()
+        # Average the noisy sum over the public expected batch size (q * N' = batch_size).
+        d_optimizer.expected_batch_size = config.batch_size
+        logger.debug("DP-SGD with noise %.3f, clip %.2f, q %.5f, %s per-sample gradients",
+                     dp.noise_multiplier, dp.max_grad_norm, sample_rate, dp.grad_sample_mode)
     prior = (torch.full((gan.num_classes,), 1.0 / gan.num_classes) if fake_label_prior is None
              else torch.as_tensor(fake_label_prior, dtype=torch.float64).clamp(min=1e-6))
-    sample_rate = config.batch_size / len(beats)
     fake_count = config.batch_size  # public and fixed; see module docstring
     d_losses: list[float] = []
+    d_fake_losses: list[float] = []
     g_losses: list[float] = []
     batches = _cycle(loader)
     ema = _WeightAverage(generator, config.generator_ema) if config.generator_ema > 0 else None
     for step in range(1, config.local_steps + 1):
         real, real_labels = next(batches)
-        d_losses.append(_discriminator_step(
-            gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng))
+        d_loss, d_loss_fake = _discriminator_step(
+            gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng)
+        d_losses.append(d_loss)
+        d_fake_losses.append(d_loss_fake)
         g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng,
                                         mode_seeking_weight=config.mode_seeking_weight))
         if ema is not None:
@@ -233,14 +270,24 @@ def train_local_gan(
     if ema is not None:
         ema.copy_to(generator)
     tail = max(1, len(d_losses) // 4)
-    dp_history = list(engine.accountant.history) if engine is not None else []
-    if engine is not None:
+    dp_history: list[tuple[float, float, int]] = []
+    if dp is not None:
+        # Every D step is one subsampled Gaussian step at (sigma, q); recorded by us rather
+        # than by Opacus's hook, whose q would be 1 / len(loader).
+        dp_history = [(float(dp.noise_multiplier), float(sample_rate), int(config.local_steps))]
         _unwrap(discriminator)
     return LocalTrainingResult(
         d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-tail:]) / tail),
+        d_loss_fake=float(sum(d_fake_losses[-tail:]) / tail),
         steps=config.local_steps, num_examples=len(beats), sample_rate=sample_rate,
-        dp_history=[(float(s), float(q), int(n)) for s, q, n in dp_history],
+        dp_history=dp_history,
     )
+
+
+def _generators(seed: int | None) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """Generators for (DP noise, fakes, Poisson sampling): secret unless ``seed`` is given."""
+    seeds = [secrets.randbits(63) for _ in range(3)] if seed is None else [seed, seed + 1, seed + 2]
+    return tuple(torch.Generator().manual_seed(s) for s in seeds)  # type: ignore[return-value]
 
 
 class _WeightAverage:
@@ -268,7 +315,7 @@ def _cycle(loader: DataLoader):
 
 def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
                         criterion: nn.Module, real: torch.Tensor, real_labels: torch.Tensor,
-                        fake_count: int, prior: torch.Tensor, rng: torch.Generator) -> float:
+                        fake_count: int, prior: torch.Tensor, rng: torch.Generator) -> tuple[float, float]:
     with torch.no_grad():
         fake_labels = _prior_labels(fake_count, prior, rng)
         fake = gan.generator(torch.randn(fake_count, gan.latent_dim, generator=rng), fake_labels)
@@ -276,12 +323,16 @@ def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch
     labels = torch.cat([real_labels, fake_labels])
     targets = torch.cat([torch.ones(len(real)), torch.zeros(fake_count)])
     optimizer.zero_grad(set_to_none=True)
-    loss = criterion(discriminator(inputs, labels), targets)
+    scores = discriminator(inputs, labels)
+    loss = criterion(scores, targets)
     loss.backward()
     optimizer.step()
     if gan.loss == "wasserstein":
         gan.discriminator.enforce_lipschitz()  # on the privatised weights: post-processing
-    return float(loss.detach())
+    with torch.no_grad():
+        # The weights that scored these fakes are the previous steps' privatised output.
+        fake_loss = _adversarial_loss(gan.loss)(scores.detach()[len(real):], targets[len(real):])
+    return float(loss.detach()), float(fake_loss)
 
 
 def _generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
