@@ -29,7 +29,6 @@ import functools
 import logging
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -217,7 +216,9 @@ def site_accountant_epsilon(run: RunConfig, site_index: int) -> tuple[float, flo
     """
     if not run.dp_enabled:
         return math.inf, run.target_delta
-    path = Path(run.run_dir) / "sites" / f"site-{site_index}" / "privacy_ledger.json"
+    from medgan_core.site import SiteConfig
+
+    path = SiteConfig.for_simulation(run, site_index).ledger_path
     if not path.exists():
         return math.nan, run.target_delta
     ledger = PrivacyLedger.open(path, target_epsilon=run.target_epsilon, target_delta=run.target_delta)

@@ -7,6 +7,10 @@ Layout::
     <run>/checkpoints/latest.pt     copy of the newest round
     <run>/metrics.jsonl             one JSON object per round
     <run>/sites/<site>/privacy_ledger.json   (simulation) each site's ledger
+
+A simulated site's state (ledger, class-count release) lives in the *first* run of a
+resume chain (:func:`simulated_sites_root`): resuming into a new directory continues the
+same ledgers, never fresh ones.
 """
 
 from __future__ import annotations
@@ -21,7 +25,30 @@ import torch
 
 from medgan_core.io_utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["RunDirectory"]
+__all__ = ["RunDirectory", "simulated_sites_root"]
+
+
+def simulated_sites_root(run_dir: str | Path, resume_from: str = "") -> Path:
+    """The run directory holding the simulated sites' state for a run.
+
+    A run that resumes another (``resume-from``) continues the sites of the run it resumes,
+    which may itself have resumed an earlier one: follow ``resume-from`` through each
+    run's ``config.json`` to the first. A site's ledger must compose every release it
+    ever made, so a resumed simulation must never start it afresh.
+    """
+    current, seen = Path(run_dir), set()
+    previous = resume_from
+    while previous:
+        current = Path(previous)
+        if current.resolve() in seen:
+            break  # a loop in the chain: stop at the repeat
+        seen.add(current.resolve())
+        config = current / "config.json"
+        try:
+            previous = str(json.loads(config.read_text()).get("resume-from", "")) if config.is_file() else ""
+        except (OSError, ValueError):
+            previous = ""
+    return current
 
 
 def _json_safe(value: Any) -> Any:

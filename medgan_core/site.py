@@ -26,6 +26,7 @@ from medgan_core.data.report import DataReport
 from medgan_core.data.splits import split_by_patient
 from medgan_core.errors import ConfigError
 from medgan_core.io_utils import atomic_write_text
+from medgan_core.run_dir import simulated_sites_root
 from medgan_core.schema import Rule, coerce, finite_in, positive_int
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import gan_state, load_gan_state
@@ -126,8 +127,16 @@ class SiteConfig:
                 "replayable DP randomness (it voids the guarantee); unset it"
             )
         base = path.parent
+        for name in raw:
+            if name not in _SITE_KEYS:
+                raise ConfigError(f"{path}: unknown section [{name}]; known sections: " + ", ".join(_SITE_KEYS))
         sections = {name: _section(raw, name, path, required=name in ("site", "data", "privacy"))
-                    for name in ("site", "data", "privacy", "limits", "audit", "release", "app")}
+                    for name in _SITE_KEYS}
+        for name, table in sections.items():
+            for key in table:
+                if key not in _SITE_KEYS[name]:
+                    raise ConfigError(f"{path}: unknown key [{name}] {key}; known keys in [{name}]: "
+                                      + ", ".join(_SITE_KEYS[name]))
 
         def value(section: str, key: str, rule: Rule, default: object = _REQUIRED) -> object:
             table = sections[section]
@@ -180,7 +189,8 @@ class SiteConfig:
         return cls(
             site_id=f"site-{partition_id}", modality=run.modality, patient_share=share,
             data_paths=(run.data_root,) if share else tuple(str(p) for p in run.record_paths(groups[partition_id])),
-            ledger_path=Path(run.run_dir) / "sites" / f"site-{partition_id}" / "privacy_ledger.json",
+            ledger_path=simulated_sites_root(run.run_dir, run.resume_from) / "sites" / f"site-{partition_id}"
+            / "privacy_ledger.json",
             target_epsilon=run.target_epsilon, target_delta=run.target_delta,
             allow_non_private=True,
             audit_paths=() if share else tuple(str(p) for p in run.record_paths(run.holdout_records.split())),
@@ -194,6 +204,16 @@ class SiteConfig:
 
 
 _REQUIRED = object()
+# Every section and key a site file may hold; anything else is a typo to report, not ignore.
+_SITE_KEYS: dict[str, tuple[str, ...]] = {
+    "site": ("id",),
+    "data": ("modality", "dir", "records"),
+    "privacy": ("target-epsilon", "target-delta", "ledger"),
+    "limits": ("max-local-steps", "allow-non-private"),
+    "audit": ("records",),
+    "release": ("audit", "audit-noise-multiplier"),
+    "app": ("policy", "allowed-fab-sha256"),  # read by the site daemon's app guard (client/)
+}
 _PATH = Rule(str, lambda v: bool(v.strip()), "a non-empty path (relative to the site file)")
 _NAME = Rule(str, lambda v: bool(v.strip()) and len(v) <= 100, "a non-empty name")
 _EPSILON = finite_in(0.0, 100.0, low_open=True)  # above 100 the guarantee means nothing

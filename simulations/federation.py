@@ -40,6 +40,7 @@ def resolve_run_config(overrides: dict[str, Any]) -> RunConfig:
         run,
         run_dir=absolute(run.run_dir, Path.cwd()),
         data_root=absolute(run.data_root, Path.cwd() if "data-root" in overrides else APP_DIR),
+        resume_from=absolute(run.resume_from, Path.cwd()) if run.resume_from else "",
     )
 
 

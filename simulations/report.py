@@ -40,7 +40,7 @@ from medgan_core.generate import load_run_gan
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.state import load_gan_state
 from medgan_core.plots import plot_beats_real_vs_synthetic, plot_curves
-from medgan_core.run_dir import RunDirectory
+from medgan_core.run_dir import RunDirectory, simulated_sites_root
 from privacy.ledger import PrivacyLedger
 
 __all__ = ["ecg_report", "refusal_summary", "refusals_md", "run_training_sets", "single_threaded",
@@ -54,7 +54,8 @@ ENCODER_FILE = "encoder.pt"
 def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
     """Each simulated site's epsilon per round, from its ledger, with a recomputation."""
     summary: dict[str, dict] = {}
-    for ledger_path in sorted((Path(run.run_dir) / "sites").glob("*/privacy_ledger.json")):
+    root = simulated_sites_root(run.run_dir, run.resume_from)  # a resumed run continues earlier ledgers
+    for ledger_path in sorted((root / "sites").glob("*/privacy_ledger.json")):
         ledger = PrivacyLedger.open(ledger_path, target_epsilon=run.target_epsilon, target_delta=run.target_delta)
         recomputed = ledger.epsilon_spent()
         summary[ledger_path.parent.name] = {

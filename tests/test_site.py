@@ -43,3 +43,84 @@ def test_site_limits_cap_local_work(small_run):
     site = replace(SiteConfig.for_simulation(small_run, 0), max_local_steps=2)
     _, metrics = train_round(site=site, run=small_run, run_id="t", server_round=1, weights=_weights(small_run))
     assert metrics["local-steps"] == 2
+
+
+# ---- the site file: every value typed and checked before anything runs ------------------
+
+_GOOD = {
+    "site": 'id = "hospital-a"',
+    "data": 'modality = "ecg"\ndir = "."\nrecords = ["100"]',
+    "privacy": 'target-epsilon = 10.0\ntarget-delta = 1e-5\nledger = "state/ledger.json"',
+    "limits": "max-local-steps = 500\nallow-non-private = false",
+}
+
+
+def _site_file(tmp_path, **sections):
+    body = {**_GOOD, **sections}
+    path = tmp_path / "site.toml"
+    path.write_text("\n".join(f"[{name}]\n{text}" for name, text in body.items() if text is not None) + "\n")
+    return path
+
+
+def test_a_good_site_file_reads_with_types_and_defaults(tmp_path):
+    site = SiteConfig.from_toml(_site_file(tmp_path))
+    assert site.data_paths == (str(tmp_path / "100"),) and site.target_epsilon == 10.0
+    assert site.allow_non_private is False and site.max_local_steps == 500
+    assert site.release_audit is False and site.insecure_seed is None
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"privacy": 'target-epsilon = nan\ntarget-delta = 1e-5\nledger = "l.json"'},
+     r"\[privacy\] target-epsilon = nan is invalid; use a finite number in \(0, 100\]"),
+    ({"privacy": 'target-epsilon = inf\ntarget-delta = 1e-5\nledger = "l.json"'}, r"target-epsilon = inf is invalid"),
+    ({"privacy": 'target-epsilon = 1e9\ntarget-delta = 1e-5\nledger = "l.json"'}, r"target-epsilon = 1000000000.0"),
+    ({"privacy": 'target-epsilon = "10"\ntarget-delta = 0.5\nledger = "l.json"'}, r"target-delta = 0.5 is invalid"),
+    ({"limits": 'allow-non-private = "false"'}, None),  # a quoted word is accepted only as exactly true/false
+    ({"limits": 'allow-non-private = "no"'}, r"\[limits\] allow-non-private = 'no' is invalid; use true or false"),
+    ({"limits": "allow-non-private = 1"}, r"allow-non-private = 1 is invalid; use true or false"),
+    ({"data": 'modality = "ecg"\ndir = "."\nrecords = "100"'}, r"\[data\] records = '100' is invalid; use a list"),
+    ({"data": 'modality = "mri"\ndir = "."'}, r"\[data\] modality = 'mri' is invalid; use 'ecg' or 'xray'"),
+    ({"limits": "max-local-steps = -5"}, r"max-local-steps = -5 is invalid; use a whole number from 1"),
+    ({"limits": "max-local-step = 5"}, r"unknown key \[limits\] max-local-step; known keys in \[limits\]"),
+    ({"privacy": None}, r"section \[privacy\] is missing"),
+    ({"privacy": 'target-epsilon = 3.0\nledger = "l.json"'}, r"\[privacy\] target-delta is missing"),
+    ({"release": "audit = true\naudit-noise-multiplier = 0.1"}, r"audit-noise-multiplier = 0.1 is invalid"),
+])
+def test_a_bad_site_file_is_one_line_naming_the_file_key_and_fix(tmp_path, sections, message):
+    from medgan_core.errors import ConfigError
+
+    path = _site_file(tmp_path, **sections)
+    if message is None:
+        assert SiteConfig.from_toml(path).allow_non_private is False
+        return
+    with pytest.raises(ConfigError, match=message) as caught:
+        SiteConfig.from_toml(path)
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_a_resumed_simulation_continues_the_ledgers_it_resumes_from(tmp_path):
+    from simulations.federation import resolve_run_config
+    from simulations.report import site_privacy_summary
+
+    first = resolve_run_config({"run-dir": str(tmp_path / "a"), "local-steps": 2, "batch-size": 32,
+                                "num-server-rounds": 3})
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text(json.dumps(first.to_mapping()))
+    train_round(site=SiteConfig.for_simulation(first, 0), run=first, run_id="a", server_round=1,
+                weights=_weights(first))
+    # A resume of a resume: both continue site 0's ledger in the first run's directory.
+    second = resolve_run_config({"run-dir": str(tmp_path / "b"), "local-steps": 2, "batch-size": 32,
+                                 "num-server-rounds": 3, "resume-from": str(tmp_path / "a")})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text(json.dumps(second.to_mapping()))
+    third = resolve_run_config({"run-dir": str(tmp_path / "c"), "local-steps": 2, "batch-size": 32,
+                                "num-server-rounds": 3, "resume-from": str(tmp_path / "b")})
+    site = SiteConfig.for_simulation(third, 0)
+    assert site.ledger_path == SiteConfig.for_simulation(first, 0).ledger_path
+    train_round(site=site, run=third, run_id="c", server_round=2, weights=_weights(third))
+    entries = json.loads(site.ledger_path.read_text())["entries"]
+    assert [e["purpose"] for e in entries] == ["label-prior", "dp-sgd", "dp-sgd"]  # the prior is not re-released
+    assert not (tmp_path / "c" / "sites").exists()
+    summary = site_privacy_summary(third)  # the report reads the continued ledger
+    history = [(e["noise_multiplier"], e["sample_rate"], e["steps"]) for e in entries]
+    assert summary["site-0"]["epsilon_spent"] == pytest.approx(epsilon_from_history(history, delta=1e-5))
