@@ -29,15 +29,15 @@ _GAIN_FIELD = re.compile(r"^([^(/]*)(?:\(([^)]*)\))?(?:/(.*))?$")
 _FS_FIELD = re.compile(r"^([^/(]*)(?:/([^(]*))?(?:\(([^)]*)\))?$")
 # wfdb reads plain decimals only: "1e3" would be read as 1 Hz.
 _DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
-_LAYOUT = ("format[xframes][:skew][+offset] gain[(baseline)][/units] adc_resolution adc_zero "
+_SIGNAL_FIELDS = ("adc_resolution", "adc_zero", "initial_value", "checksum", "block_size")
+_LAYOUT = ("file format[xframes][:skew][+offset] adc_gain[(baseline)][/units] adc_resolution adc_zero "
            "initial_value checksum block_size description")
 
 
 def _bad_field(header: Path, where: str, key: str, value: str, expected: str) -> InvalidRecordError:
     return InvalidRecordError(
         header, f"{where}: {key} {value!r} is not {expected}",
-        f"correct the {key} field of the header ({where}) or re-export the record; "
-        f"a signal line reads: file {_LAYOUT}",
+        f"correct the {key} field ({where}; a signal line reads: {_LAYOUT}) or re-export the record",
     )
 
 
@@ -60,7 +60,7 @@ def _check_signal_line(header: Path, line_no: int, signal: int, fields: list[str
     where = f"line {line_no} (signal {signal})"
     if len(fields) < 2:
         raise InvalidRecordError(header, f"{where}: signal line has no format field",
-                                 f"write each signal line as: file {_LAYOUT}")
+                                 f"write each signal line as: {_LAYOUT}")
     match = _FORMAT_FIELD.match(fields[1])
     if match is None or match.group(1) not in _FORMATS:
         raise _bad_field(header, where, "format", fields[1],
@@ -72,7 +72,7 @@ def _check_signal_line(header: Path, line_no: int, signal: int, fields: list[str
             raise _bad_field(header, where, "adc_gain", gain.group(1), "a finite number")
         if gain.group(2) is not None:
             _number(header, where, "baseline", gain.group(2), integer=True)
-    for index, key in enumerate(("adc_resolution", "adc_zero", "initial_value", "checksum", "block_size"), 3):
+    for index, key in enumerate(_SIGNAL_FIELDS, 3):
         if len(fields) > index:
             _number(header, where, key, fields[index], integer=True)
 
@@ -111,9 +111,10 @@ def header_sampling_frequency(header: Path, *, fs_range: tuple[float, float]) ->
         fs = _number(header, f"line {line_no}", "sampling frequency", match.group(1), integer=False)
         low, high = fs_range
         if not (math.isfinite(fs) and low <= fs <= high):
+            problem = "is outside" if math.isfinite(fs) else "is not a finite number, so not in"
             raise InvalidRecordError(
                 header,
-                f"line {line_no}: sampling frequency {fs:g} Hz is outside the plausible ECG "
+                f"line {line_no}: sampling frequency {fs:g} Hz {problem} the plausible ECG "
                 f"range {low:g}..{high:g} Hz",
                 "correct the sampling frequency (third field of the header's first line; "
                 "360 for MIT-BIH) or exclude the record",
