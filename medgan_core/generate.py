@@ -39,7 +39,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     try:
         raw = directory.read_json("config.json")
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc}); restore it or rerun") from exc
+        raise ConfigError(f"{path}: not valid JSON ({exc}); restore it from a backup or rerun the federation") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: not a run configuration; restore it or rerun")
     raw = {k: v for k, v in raw.items() if k not in RETIRED_KEYS}

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from medgan_core.config import RunConfig
-from medgan_core.data.ecg import EcgConfig, load_ecg_records
+from medgan_core.data.ecg import EcgConfig, find_records, load_ecg_records
 from medgan_core.data.report import DataReport
 from medgan_core.data.splits import split_by_patient
 from medgan_core.errors import ConfigError
@@ -150,8 +150,9 @@ class SiteConfig:
         data_dir = base / str(value("data", "dir", _PATH))
         if modality == "ecg":
             records = value("data", "records", Rule(list), None)
+            # find_records names the folder and the fix when it holds no record at all.
             paths = tuple(str(data_dir / r) for r in records) if records else tuple(
-                str(p.with_suffix("")) for p in sorted(data_dir.rglob("*.hea")))
+                str(p) for p in find_records(data_dir))
         else:
             paths = (str(data_dir),)
         audit_records = value("audit", "records", Rule(list), [])

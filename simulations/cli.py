@@ -15,10 +15,17 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from medgan_core.config import RunConfig
 
 __all__ = ["main"]
 
@@ -38,6 +45,95 @@ def _parse_overrides(items: list[str]) -> dict:
             except tomllib.TOMLDecodeError:
                 overrides[key] = value  # bare strings: run-dir=runs/x
     return overrides
+
+
+# ---------------------------------------------------------------- checks before any work
+# Each raises ConfigError, which main() prints as one line "medgan COMMAND: ...".
+def _load_run(run_dir: str, *, checkpoint: bool) -> RunConfig:
+    """The configuration of a saved run, after checking the directory is one."""
+    from medgan_core.errors import ConfigError
+    from medgan_core.generate import load_run_config
+
+    root = Path(run_dir)
+    hint = "pass the run directory that `medgan simulate --run-dir` wrote"
+    if not root.is_dir():
+        raise ConfigError(f"--run-dir {root}: no such directory; {hint}")
+    config = root / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"--run-dir {root}: not a run directory (no config.json in it); {hint}")
+    # The recorded run-dir is replaced by this directory: a copied or moved run is read
+    # (ledgers, checkpoints) from where it is now.
+    run = load_run_config(root)
+    latest = root / "checkpoints" / "latest.pt"
+    if checkpoint and not latest.is_file():
+        raise ConfigError(f"{latest}: no checkpoint, the run has not finished a round; run or resume "
+                          "the federation first")
+    return run
+
+
+def _at_least_one(option: str, value: int, what: str) -> None:
+    from medgan_core.errors import ConfigError
+
+    if value < 1:
+        raise ConfigError(f"{option} {value}: must be at least 1 ({what})")
+
+
+def _check_fs(fs: int) -> None:
+    from medgan_core.data.ecg import EcgConfig
+    from medgan_core.errors import ConfigError
+
+    low, high = EcgConfig().fs_range
+    if not low <= fs <= high:
+        raise ConfigError(f"--fs {fs}: must lie in {low:g}..{high:g} Hz (the sampling rate of the written "
+                          "ECG records; 360 for MIT-BIH)")
+
+
+def _check_out(out: Path) -> None:
+    """``out`` can be written and holds nothing but an earlier export, which is replaced."""
+    from medgan_core.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory; choose a new or empty directory")
+    if out.is_dir():
+        foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                         if p.is_file() and not p.name.startswith("synthetic_"))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ConfigError(f"--out {out}: holds files that generate did not write ({shown}); generate "
+                              "replaces the whole directory, so choose a new or empty one")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: cannot be created, {existing} is a file, not a directory; "
+                          "choose another --out")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot write in {existing} ({error.strerror or error}); choose a "
+                          "directory you can write to") from error
+
+
+def _write_staged(out: Path, write: Callable[[Path], list[Path]]) -> list[Path]:
+    """Run ``write`` into a staging folder beside ``out``, then move it into place.
+
+    A failure (or a kill) part-way leaves ``out`` as it was: never half an export.
+
+    Returns:
+        The written paths, under ``out``.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        paths = write(staging)
+        if out.exists():
+            shutil.rmtree(out)  # only an earlier export: _check_out refused anything else
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [out / Path(p).relative_to(staging) for p in paths]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -98,9 +194,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from medgan_core.generate import load_run_config
+    from medgan_core.errors import ConfigError
 
-    run = load_run_config(args.run_dir)
+    run = _load_run(args.run_dir, checkpoint=True)
+    if args.inception and not Path(args.inception).is_file():
+        raise ConfigError(f"--inception {args.inception}: no such file; pass a TorchScript Inception-v3 "
+                          "file (it is never downloaded)")
     if run.modality == "ecg":
         from simulations.report import ecg_report
 
@@ -121,8 +220,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_study(args: argparse.Namespace) -> int:
+def _epsilon(text: str) -> float:
+    """One ``--epsilons`` entry: a positive number, or inf/none/nodp for no DP."""
     import math
+
+    from medgan_core.errors import ConfigError
+
+    if text.strip().lower() in ("inf", "none", "nodp"):
+        return math.inf
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--epsilons {text.strip()!r} is not a number; give comma-separated targets "
+                          "such as 1,3,10,inf (inf = no DP)") from None
+
+
+def cmd_study(args: argparse.Namespace) -> int:
 
     from simulations.study import StudyConfig, run_study
 
@@ -130,8 +243,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.models:
         changes["models"] = tuple(args.models.split(","))
     if args.epsilons:
-        changes["epsilons"] = tuple(math.inf if e.strip().lower() in ("inf", "none", "nodp") else float(e)
-                                    for e in args.epsilons.split(","))
+        changes["epsilons"] = tuple(_epsilon(e) for e in args.epsilons.split(","))
     if args.settings:
         changes["settings"] = tuple(args.settings.split(","))
     for name in ("rounds", "local_steps"):
@@ -156,25 +268,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    out = Path(args.out or Path(args.run_dir) / "generated")
+    _at_least_one("--n", args.n, "synthetic samples per class")
+    _check_fs(args.fs)
+    _load_run(args.run_dir, checkpoint=True)
+    _check_out(out)
     from medgan_core.generate import load_run_gan, sample_per_class
 
     gan, run = load_run_gan(args.run_dir)
     samples, labels = sample_per_class(gan, args.n, seed=args.seed)
-    out = Path(args.out or Path(args.run_dir) / "generated")
     if run.modality == "ecg":
         from medgan_core.data.ecg import EcgConfig
         from medgan_core.export.wfdb_export import write_synthetic_wfdb
 
+        # Already staged and moved into place by the exporter itself.
         paths = write_synthetic_wfdb(samples, labels, out, config=EcgConfig(), output_fs=args.fs)
     else:
         from medgan_core.export.dicom_export import export_synthetic_images
 
-        paths = export_synthetic_images((samples + 1.0) / 2.0, labels, out, ("NORMAL", "PNEUMONIA"))
+        paths = _write_staged(out, lambda staging: export_synthetic_images(
+            (samples + 1.0) / 2.0, labels, staging, ("NORMAL", "PNEUMONIA")))
     print(json.dumps({"written": [str(p) for p in paths][:20], "per_class": args.n, "out": str(out)}, indent=2))
     return 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    _at_least_one("--n-synthetic", args.n_synthetic, "samples drawn from the generator")
+    _load_run(args.run_dir, checkpoint=True)
     from simulations.audit import audit_run, format_table
 
     report = audit_run(args.run_dir, attacks=args.attacks, n_synthetic=args.n_synthetic, seed=args.seed)

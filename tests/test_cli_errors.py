@@ -27,3 +27,196 @@ def test_bad_run_config_is_one_clear_line_and_writes_nothing(tmp_path, override,
     with pytest.raises(SystemExit, match=message):
         main(["simulate", "--run-dir", str(run_dir), "--run-config", override])
     assert not run_dir.exists()
+
+
+# ------------------------------------------------------------------ commands on a saved run
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+@pytest.fixture
+def saved_run(tmp_path: Path) -> Path:
+    """A run directory as a federation leaves it after one round: config and checkpoint."""
+    from medgan_core.models.state import gan_state
+    from medgan_core.run_dir import RunDirectory
+    from medgan_core.site import build_gan
+    from simulations.federation import resolve_run_config
+
+    run = resolve_run_config({"run-dir": str(tmp_path / "run")})
+    directory = RunDirectory(run.run_dir)
+    directory.write_json("config.json", run.to_mapping())
+    directory.save_checkpoint(1, gan_state(build_gan(run)), {})
+    return directory.root
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("command", ["generate", "report", "audit"])
+def test_missing_run_directory_is_one_line(tmp_path, command):
+    missing = tmp_path / "runs" / "nope"
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--run-dir", str(missing)])
+
+    assert str(info.value) == (
+        f"medgan {command}: --run-dir {missing}: no such directory; pass the run directory that "
+        "`medgan simulate --run-dir` wrote"
+    )
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "report", "audit"])
+def test_directory_that_is_no_run_is_one_line(tmp_path, command):
+    (tmp_path / "notes.txt").write_text("x")
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--run-dir", str(tmp_path)])
+
+    assert str(info.value) == (
+        f"medgan {command}: --run-dir {tmp_path}: not a run directory (no config.json in it); pass "
+        "the run directory that `medgan simulate --run-dir` wrote"
+    )
+    assert _listing(tmp_path) == ["notes.txt"]
+
+
+def test_corrupt_run_config_names_the_file(saved_run):
+    (saved_run / "config.json").write_text('{"model": "dcgan1d", ')
+
+    with pytest.raises(SystemExit, match=rf"medgan report: {saved_run / 'config.json'}: not valid JSON "
+                                         r"\(.*\); restore it from a backup or rerun the federation"):
+        main(["report", "--run-dir", str(saved_run)])
+
+
+def test_run_config_with_a_bad_value_names_the_file_and_the_key(saved_run):
+    config = json.loads((saved_run / "config.json").read_text())
+    config["num-server-rounds"] = "two"
+    (saved_run / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--run-dir", str(saved_run)])
+
+    assert str(info.value) == (f"medgan generate: {saved_run / 'config.json'}: num-server-rounds = 'two' "
+                               "is invalid; use a whole number from 1 to 10,000")
+
+
+@pytest.mark.parametrize("command", ["generate", "audit"])
+def test_run_without_a_checkpoint_is_one_line(saved_run, command):
+    for checkpoint in (saved_run / "checkpoints").iterdir():
+        checkpoint.unlink()
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--run-dir", str(saved_run)])
+
+    assert str(info.value) == (
+        f"medgan {command}: {saved_run / 'checkpoints' / 'latest.pt'}: no checkpoint, the run has not "
+        "finished a round; run or resume the federation first"
+    )
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "--n 0: must be at least 1 (synthetic samples per class)"),
+    (["--n", "-5"], "--n -5: must be at least 1 (synthetic samples per class)"),
+    (["--fs", "0"], "--fs 0: must lie in 50..10000 Hz (the sampling rate of the written ECG "
+                    "records; 360 for MIT-BIH)"),
+    (["--fs", "-360"], "--fs -360: must lie in 50..10000 Hz (the sampling rate of the written ECG "
+                       "records; 360 for MIT-BIH)"),
+])
+def test_bad_generate_argument_is_one_line_and_writes_nothing(saved_run, args, message):
+    before = _listing(saved_run)
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--run-dir", str(saved_run), *args])
+
+    assert str(info.value) == f"medgan generate: {message}"
+    assert _listing(saved_run) == before
+
+
+def test_out_below_a_file_is_one_line(saved_run, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "synthetic"
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--run-dir", str(saved_run), "--out", str(out)])
+
+    assert str(info.value) == (f"medgan generate: --out {out}: cannot be created, {tmp_path / 'afile'} "
+                               "is a file, not a directory; choose another --out")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a read-only /proc")
+def test_unwritable_out_is_one_line(saved_run):
+    with pytest.raises(SystemExit, match=r"medgan generate: --out /proc/medgan-out: cannot write in "
+                                         r"/proc \(.*\); choose a directory you can write to"):
+        main(["generate", "--run-dir", str(saved_run), "--out", "/proc/medgan-out"])
+
+
+def test_out_holding_other_files_is_refused_not_wiped(saved_run, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--run-dir", str(saved_run), "--out", str(out)])
+
+    assert str(info.value) == (
+        f"medgan generate: --out {out}: holds files that generate did not write (thesis.tex); "
+        "generate replaces the whole directory, so choose a new or empty one"
+    )
+    assert (out / "thesis.tex").read_text() == "years of work"
+
+
+def test_generate_writes_and_rewrites_its_own_output(saved_run, tmp_path, capsys):
+    out = tmp_path / "synthetic"
+
+    assert main(["generate", "--run-dir", str(saved_run), "--n", "3", "--out", str(out)]) == 0
+    assert main(["generate", "--run-dir", str(saved_run), "--n", "2", "--out", str(out)]) == 0
+
+    assert _listing(out) == [f"synthetic_{c}.{e}" for c in "NV" for e in ("atr", "dat", "hea")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "synthetic"]  # no staging left
+    assert '"per_class": 2' in capsys.readouterr().out
+
+
+def test_failed_image_export_leaves_no_half_written_directory(tmp_path, monkeypatch):
+    from simulations import cli
+
+    out = tmp_path / "export"
+
+    def fails_halfway(staging: Path) -> list[Path]:
+        (staging / "NORMAL").mkdir(parents=True)
+        (staging / "NORMAL" / "synthetic_00000.dcm").write_bytes(b"x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        cli._write_staged(out, fails_halfway)
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_audit_with_no_synthetic_samples_is_one_line(saved_run):
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "--run-dir", str(saved_run), "--n-synthetic", "0"])
+
+    assert str(info.value) == ("medgan audit: --n-synthetic 0: must be at least 1 (samples drawn from "
+                               "the generator)")
+    assert not (saved_run / "audit").exists()
+
+
+def test_report_with_a_missing_inception_file_is_one_line(saved_run, tmp_path):
+    missing = tmp_path / "inception.pt"
+
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--run-dir", str(saved_run), "--inception", str(missing)])
+
+    assert str(info.value) == (f"medgan report: --inception {missing}: no such file; pass a TorchScript "
+                               "Inception-v3 file (it is never downloaded)")
+    assert not (saved_run / "report.json").exists()
+
+
+def test_study_epsilon_that_is_not_a_number_names_the_option(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["study", "--epsilons", "3,abc", "--out", str(tmp_path / "study")])
+
+    assert str(info.value) == ("medgan study: --epsilons 'abc' is not a number; give comma-separated "
+                               "targets such as 1,3,10,inf (inf = no DP)")
+    assert not (tmp_path / "study").exists()

@@ -116,7 +116,7 @@ def test_with_the_insecure_test_switch_the_same_attack_identifies_the_world(tmp_
 
 def test_a_deployed_site_refuses_the_insecure_switch(tmp_path, monkeypatch):
     site_toml = tmp_path / "site.toml"
-    site_toml.write_text('[site]\nid = "a"\n[data]\nmodality = "ecg"\ndir = "."\n'
+    site_toml.write_text('[site]\nid = "a"\n[data]\nmodality = "ecg"\ndir = "."\nrecords = ["100"]\n'
                          '[privacy]\ntarget-epsilon = 5.0\ntarget-delta = 1e-5\nledger = "l.json"\n')
     assert SiteConfig.from_toml(site_toml).insecure_seed is None
     monkeypatch.setenv(INSECURE_SEED_VARIABLE, "1")

@@ -17,7 +17,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import HTJ2KLossless
 
 from medgan_core.data.xray import load_xray_dataset, read_xray, split_by_patient
-from medgan_core.errors import InvalidRecordError
+from medgan_core.errors import ConfigError, DataFolderError, InvalidRecordError
 from tests.conftest import XRAY_DICOM_FIXTURES, write_test_dicom
 
 GREY = np.random.default_rng(7).integers(0, 256, (16, 16), dtype=np.uint8)
@@ -52,6 +52,37 @@ def _truncated_native(path: Path) -> Path:
 def _truncated_jpeg_dicom(path: Path) -> Path:
     data = (XRAY_DICOM_FIXTURES / "siim_chest_cr.dcm").read_bytes()
     path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _cut_before_pixel_data(path: Path) -> Path:
+    """Cut inside the element just before Pixel Data: pydicom stops there without a word."""
+    write_test_dicom(path, np.zeros((64, 64), np.uint16), bits_stored=12)
+    data = path.read_bytes()
+    path.write_bytes(data[: data.find(b"\xe0\x7f\x10\x00") - 4])
+    return path
+
+
+def _cut_after_file_meta(path: Path) -> Path:
+    data = (XRAY_DICOM_FIXTURES / "rg1_chest_cr.dcm").read_bytes()
+    path.write_bytes(data[:300])
+    return path
+
+
+def _fixture(name: str) -> Callable[[Path], Path]:
+    def build(path: Path) -> Path:
+        shutil.copy(XRAY_DICOM_FIXTURES / name, path)
+        return path
+
+    return build
+
+
+def _unparsable_rescale_slope(path: Path) -> Path:
+    """RescaleSlope (DS) = 'one-half': pydicom says only 'could not convert string to float'."""
+    write_test_dicom(path, GREY.astype(np.uint16), bits_stored=12, RescaleSlope="1.234567",
+                     RescaleIntercept="0")
+    element = b"\x28\x00\x53\x10DS\x08\x00"
+    path.write_bytes(path.read_bytes().replace(element + b"1.234567", element + b"one-half"))
     return path
 
 
@@ -116,6 +147,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], Path], str, str]] = [
     ("noise.dcm", _write(np.random.default_rng(2).bytes(4096)), "not a DICOM file", "remove"),
     ("cut_native.dcm", _truncated_native, "truncated", "re-copy"),
     ("cut_jpeg.dcm", _truncated_jpeg_dicom, "truncated", "re-copy"),
+    ("cut_header.dcm", _cut_before_pixel_data, "truncated", "re-copy"),
+    ("cut_meta.dcm", _cut_after_file_meta, "truncated", "re-copy"),
+    ("ct.dcm", _fixture("CT_small.dcm"), "Modality CT", "remove it"),
+    ("mr.dcm", _fixture("MR_small.dcm"), "Modality MR", "remove it"),
+    ("bad_slope.dcm", _unparsable_rescale_slope, "RescaleSlope (0028,1053) 'one-half'",
+     "correct RescaleSlope"),
     ("sr.dcm", _no_pixel_data, "no Pixel Data", "remove non-image"),
     ("private_ts.dcm", _private_syntax, "unknown transfer syntax", "re-export"),
     ("rows0.dcm", _zero_rows, "zero-size", "Rows and Columns"),
@@ -178,6 +215,108 @@ def test_unusable_window_falls_back_to_min_max_with_a_warning(
 
     np.testing.assert_allclose(image, stored / 630.0, atol=1e-6)
     assert any("window unusable" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("name, modality", [("CT_small.dcm", "CT (Computed Tomography)"),
+                                            ("MR_small.dcm", "MR (Magnetic Resonance)")])
+def test_real_ct_and_mr_are_refused_naming_modality_and_what_is_accepted(
+    tmp_path: Path, name: str, modality: str
+) -> None:
+    path = shutil.copy(XRAY_DICOM_FIXTURES / name, tmp_path / name)
+
+    with pytest.raises(InvalidRecordError) as caught:
+        read_xray(path)
+
+    assert caught.value.path == str(path)
+    assert caught.value.reason == (
+        f"Modality {modality} is not a chest radiograph; accepted: CR, DX, DR, RG "
+        "(OT or no Modality with a warning)"
+    )
+
+
+@pytest.mark.parametrize("modality", ["CR", "DX", "DR", "RG"])
+def test_radiograph_modalities_are_accepted_silently(
+    tmp_path: Path, modality: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_test_dicom(tmp_path / "a.dcm", GREY, Modality=modality)
+
+    with caplog.at_level(logging.WARNING):
+        read_xray(path, size=16)
+
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("modality", ["OT", None])
+def test_other_or_missing_modality_is_accepted_with_a_warning(
+    tmp_path: Path, modality: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_test_dicom(tmp_path / "sc.dcm", GREY)
+    if modality is None:
+        ds = pydicom.dcmread(path)
+        del ds.Modality
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        write_test_dicom(path, GREY, Modality=modality)
+
+    with caplog.at_level(logging.WARNING):
+        image = read_xray(path, size=16)
+
+    np.testing.assert_allclose(image, GREY / 255.0, atol=1e-6)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: Modality {modality or '(none)'} does not say the image is a radiograph; "
+        "accepted it, check that it is a chest X-ray"
+    ]
+
+
+def test_own_synthetic_export_reads_back_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from medgan_core.export.dicom_export import export_synthetic_images
+
+    paths = export_synthetic_images(GREY[None] / 255.0, [0], tmp_path, ("NORMAL", "PNEUMONIA"))
+    caplog.clear()
+
+    with caplog.at_level(logging.WARNING):
+        read_xray(paths[0], size=16)
+
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_dicom_cut_before_its_pixel_data_is_truncated_not_a_non_image(tmp_path: Path) -> None:
+    path = _cut_before_pixel_data(tmp_path / "cut.dcm")
+
+    with pytest.raises(InvalidRecordError) as caught:
+        read_xray(path)
+
+    assert "truncated" in caught.value.reason and "not an image" not in caught.value.reason
+    assert "(0028,0103)" in caught.value.reason
+
+
+def test_image_whose_pixel_data_is_missing_says_it_may_be_truncated(tmp_path: Path) -> None:
+    path = _no_pixel_data(tmp_path / "stripped.dcm")
+
+    with pytest.raises(InvalidRecordError) as caught:
+        read_xray(path)
+
+    assert "truncated or its pixels were stripped" in caught.value.reason
+    assert caught.value.fix.startswith("re-copy or re-export it")
+
+
+def test_unparsable_window_is_ignored_with_a_warning_naming_the_attribute(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stored = np.arange(64, dtype=np.uint16).reshape(8, 8) * 10
+    path = write_test_dicom(tmp_path / "w.dcm", stored, bits_stored=12, WindowCenter="300.0000",
+                            WindowWidth="600")
+    element = b"\x28\x00\x50\x10DS\x08\x00"
+    path.write_bytes(path.read_bytes().replace(element + b"300.0000", element + b"mid-grey"))
+
+    with caplog.at_level(logging.WARNING):
+        image = read_xray(path, size=8)
+
+    np.testing.assert_allclose(image, stored / 630.0, atol=1e-6)
+    assert any("WindowCenter (0028,1050) 'mid-grey' is not a number" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_dicom_without_suffix_is_recognised_by_its_marker(tmp_path: Path) -> None:
@@ -245,6 +384,70 @@ def test_missing_class_folder_is_a_warning_and_no_folder_is_an_error(
     assert any("PNEUMONIA" in r.message for r in caplog.records)
     with pytest.raises(FileNotFoundError, match="labels_csv"):
         load_xray_dataset(tmp_path / "nowhere", size=16)
+
+
+def test_folder_without_class_folders_names_it_and_the_layout(tmp_path: Path,
+                                                                xray_data_dir: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    for png in sorted((xray_data_dir / "NORMAL").glob("*.png"))[:2]:
+        shutil.copy(png, site / png.name)
+
+    with pytest.raises(DataFolderError) as caught:
+        load_xray_dataset(site, size=16)
+
+    assert isinstance(caught.value, ConfigError)  # the command line prints it as one line
+    assert str(caught.value) == (
+        f"{site}: no class folder NORMAL/ or PNEUMONIA/ in it (it holds 2 files and no folder). "
+        f"Fix: arrange the images as {site}/NORMAL/<image> and {site}/PNEUMONIA/<image> (a site "
+        "may lack one class), or give the labels in a CSV (load_xray_dataset(labels_csv=...), "
+        "columns path,label[,patient_id])"
+    )
+
+
+def test_class_folders_one_level_down_are_pointed_at(tmp_path: Path) -> None:
+    (tmp_path / "export" / "train" / "PNEUMONIA").mkdir(parents=True)
+
+    with pytest.raises(DataFolderError) as caught:
+        load_xray_dataset(tmp_path / "export", size=16)
+
+    assert f"point the site at {tmp_path / 'export' / 'train'}" in caught.value.fix
+
+
+def test_class_folders_in_the_wrong_case_are_named(tmp_path: Path) -> None:
+    (tmp_path / "normal").mkdir()
+
+    with pytest.raises(DataFolderError) as caught:
+        load_xray_dataset(tmp_path, size=16)
+
+    assert "rename normal/ to NORMAL/" in caught.value.fix
+
+
+def test_missing_labels_csv_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataFolderError) as caught:
+        load_xray_dataset(tmp_path, labels_csv=tmp_path / "labels.csv")
+
+    assert caught.value.path == str(tmp_path / "labels.csv")
+    assert "labels CSV does not exist" in caught.value.reason
+
+
+def test_site_check_on_a_folder_without_class_folders_is_one_line(tmp_path: Path, capsys) -> None:
+    from simulations.cli import main
+
+    (tmp_path / "images").mkdir()
+    toml = tmp_path / "site.toml"
+    toml.write_text('[site]\nid = "site-x"\n[data]\nmodality = "xray"\ndir = "images"\n'
+                    '[privacy]\ntarget-epsilon = 8.0\ntarget-delta = 1e-5\nledger = "ledger.json"\n')
+
+    try:
+        code = main(["site", "check", "--config", str(toml)])
+        err = capsys.readouterr().err
+    except SystemExit as exit_:
+        code, err = 1, str(exit_)
+
+    assert code != 0 and "Traceback" not in err
+    assert f"{tmp_path / 'images'}: no class folder NORMAL/ or PNEUMONIA/" in err
+    assert not (tmp_path / "ledger.json").exists()
 
 
 def test_labels_csv_gives_labels_patients_and_skips_bad_rows(tmp_path: Path,

@@ -14,8 +14,9 @@ Without any VOI information the image is scaled to [0, 1] by:
 * otherwise: the image's own min..max, as viewers auto-window. Detectors seldom fill a
   16-bit container, so scaling by the nominal bit depth would give near-black images.
 
-Decisions documented in :func:`read_dicom_image`: multi-frame objects are rejected, colour
-(RGB / YBR) images are converted to luminance with a logged note.
+Decisions documented in :func:`read_dicom_image`: only radiograph modalities are read,
+multi-frame objects are rejected, colour (RGB / YBR) images are converted to luminance with
+a logged note.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.uid import UID
 
+from medgan_core.data.dicom_checks import (
+    check_modality,
+    check_numbers,
+    cut_short,
+    first_number,
+    has_pixel_data,
+    sop_class_name,
+)
 from medgan_core.errors import InvalidRecordError
 
 __all__ = ["read_dicom_image", "is_dicom_file"]
@@ -96,17 +105,31 @@ def _parse(path: Path) -> FileDataset:
             path, f"DICOM file is truncated ({truncated[0]})",
             "re-copy or re-export the file from the source system",
         )
+    if not has_pixel_data(ds):
+        cut = cut_short(path, ds)
+        if cut:
+            raise InvalidRecordError(path, f"DICOM file is truncated: {cut}",
+                                     "re-copy or re-export the file from the source system")
     return ds
 
 
 def _check_structure(path: Path, ds: FileDataset) -> None:
     """Reject datasets that are not one 2-D image before spending time decoding them."""
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown"))
+    if not has_pixel_data(ds):
+        sop, is_image = sop_class_name(ds)
+        if is_image or "Rows" in ds:
+            raise InvalidRecordError(
+                path, f"DICOM has no Pixel Data (7FE0,0010) although it describes an image (SOP "
+                f"class {sop}): the file is truncated or its pixels were stripped",
+                "re-copy or re-export it from the source system; remove non-image objects "
+                "(reports, presentation states) from the image folder",
+            )
         raise InvalidRecordError(
             path, f"DICOM has no Pixel Data (7FE0,0010); SOP class {sop} is not an image",
             "remove non-image objects (reports, presentation states) from the image folder",
         )
+    check_modality(path, ds)
+    check_numbers(path, ds)
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows == 0 or cols == 0:
         raise InvalidRecordError(
@@ -201,8 +224,7 @@ def _voi_output_range(ds: FileDataset) -> tuple[float, float] | None:
         out = apply_voi_lut(np.arange(first, first + entries, dtype=np.int64), ds)
         return float(out.min()), float(out.max())
     if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
-        center = float(ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter)
-        width = float(ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth)
+        center, width = first_number(ds, "WindowCenter"), first_number(ds, "WindowWidth")
         # Ten widths either side saturate LINEAR windows and SIGMOID to within 1e-17.
         probe = np.array([center - 10 * abs(width) - 1, center + 10 * abs(width) + 1])
         out = apply_voi_lut(probe, ds)
@@ -270,6 +292,11 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, str | None]:
     """Read one single-frame DICOM image as displayed grey levels.
 
     Decisions:
+        * Only radiographs are read: Modality CR, DX, DR (a vendor spelling of DX) or RG;
+          OT and a missing Modality are accepted with a warning (secondary captures,
+          scanned films); CT, MR and every other modality are refused.
+        * A file whose Pixel Data is cut off, or that ends before it, is truncated, even
+          when pydicom reads it without complaint.
         * Multi-frame objects (``NumberOfFrames > 1``) are rejected: which frame is the
           radiograph (cine, tomosynthesis, dual-energy) is ambiguous.
         * Colour images (``RGB``, ``YBR_*``; e.g. radiographs exported as screen captures)
@@ -286,9 +313,10 @@ def read_dicom_image(path: str | Path) -> tuple[np.ndarray, str | None]:
         white, and the dataset's ``PatientID`` (``None`` when absent or empty).
 
     Raises:
-        InvalidRecordError: not DICOM, truncated, no pixel data, zero size, multi-frame,
-            palette colour, a transfer syntax with no installed decoder, or attribute values
-            pydicom cannot apply (every failure of one file is this error, so a loader can
+        InvalidRecordError: not DICOM, truncated, no pixel data, another modality than a
+            radiograph, a numeric attribute that is not a number (named), zero size,
+            multi-frame, palette colour, a transfer syntax with no installed decoder, or
+            attribute values pydicom cannot apply (every failure of one file is this error, so a loader can
             skip the file and go on).
     """
     path = Path(path)

@@ -11,6 +11,8 @@ The scale is a constant of the configuration, never estimated from a site's data
 from __future__ import annotations
 
 import logging
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,12 +24,14 @@ import wfdb
 from scipy.signal import resample_poly
 
 from medgan_core.data.report import DataReport
-from medgan_core.errors import ConfigError, InvalidRecordError
+from medgan_core.data.wfdb_header import header_sampling_frequency
+from medgan_core.errors import ConfigError, DataFolderError, InvalidRecordError
 
 __all__ = [
     "DEFAULT_LABEL_MAP",
     "EcgBeats",
     "EcgConfig",
+    "find_records",
     "load_ecg_records",
     "read_ecg_record",
 ]
@@ -40,6 +44,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_LABEL_MAP: Mapping[str, str] = MappingProxyType(
     {"N": "N", "L": "N", "R": "N", "e": "N", "j": "N", "V": "V"}
 )
+
+# A run this long at the signal's minimum or maximum is clipping: a sharp R peak stays on
+# its top sample for about 2 ms, an amplifier or ADC at its limit for as long as it lasts.
+_CLIP_RUN_S = 0.010
+_CLIP_STEP_LSB = 4
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,13 @@ class EcgConfig:
         leads: Preferred lead names, first found wins; otherwise channel 0 is used.
         max_nan_fraction: Records with more missing samples than this are rejected;
             below it, only the beats whose window touches a gap are dropped.
+        fs_range: Plausible ECG sampling rates (Hz); a header outside it is an error.
+        min_amplitude_mv: Flat-line threshold: a record whose 1st-99th percentile range,
+            or a beat whose peak-to-peak amplitude, is below this carries no ECG (lead off).
+        max_clipped_fraction: Records in which more labelled beats than this fraction touch
+            a run at the signal's minimum or maximum (amplifier or ADC saturation) are
+            rejected. Below it the beats are kept: a few clipped R peaks (mitdb/116 has
+            some) leave the rest of the window intact.
     """
 
     model_fs: int = 180
@@ -66,8 +82,17 @@ class EcgConfig:
     class_names: tuple[str, ...] = ("N", "V")
     leads: tuple[str, ...] = ("MLII", "II", "ECG")
     max_nan_fraction: float = 0.1
+    fs_range: tuple[float, float] = (50.0, 10_000.0)
+    min_amplitude_mv: float = 0.05
+    max_clipped_fraction: float = 0.1
 
     def __post_init__(self) -> None:
+        low, high = self.fs_range
+        if not 0 < low < high < math.inf:
+            raise ConfigError(f"fs_range={self.fs_range} must be (low, high) with 0 < low < high")
+        if not 0 < self.max_clipped_fraction <= 1 or self.min_amplitude_mv < 0:
+            raise ConfigError(f"max_clipped_fraction={self.max_clipped_fraction} must lie in (0, 1] and "
+                              f"min_amplitude_mv={self.min_amplitude_mv} must be >= 0")
         if not 0 <= self.r_offset < self.window:
             raise ConfigError(f"r_offset={self.r_offset} must lie in [0, window={self.window})")
         unknown = set(self.label_map.values()) - set(self.class_names)
@@ -80,7 +105,7 @@ class EcgConfig:
     def __hash__(self) -> int:  # label_map is a dict; hash its items so configs can key caches
         return hash((self.model_fs, self.window, self.r_offset, self.amplitude_scale_mv,
                      tuple(sorted(self.label_map.items())), self.class_names, self.leads,
-                     self.max_nan_fraction))
+                     self.max_nan_fraction, self.fs_range, self.min_amplitude_mv, self.max_clipped_fraction))
 
     def to_model_units(self, beats_mv: np.ndarray) -> np.ndarray:
         """(N, L) baseline-corrected mV -> model units in [-1, 1]."""
@@ -138,15 +163,19 @@ def _bad(path: Path, reason: str, fix: str) -> InvalidRecordError:
     return InvalidRecordError(str(path), reason, fix)
 
 
-def _read_signal(record_path: Path, leads: tuple[str, ...]) -> tuple[np.ndarray, float, str]:
-    """Read one lead in mV; validate the files against the header."""
+def _read_signal(record_path: Path, config: EcgConfig) -> tuple[np.ndarray, float, str]:
+    """Read one lead in mV; validate the header's values and the files against the header."""
     header_file = record_path.with_suffix(".hea")
     if not header_file.exists():
         raise _bad(header_file, "header file not found", "supply the record's .hea file")
+    fs = header_sampling_frequency(header_file, fs_range=config.fs_range)
     try:
         header = wfdb.rdheader(str(record_path))
     except Exception as exc:  # wfdb raises bare Exceptions for malformed headers
         raise _bad(header_file, f"unreadable WFDB header ({exc})", "fix or re-export the header") from exc
+    if not math.isclose(float(header.fs), fs):
+        raise _bad(header_file, f"the WFDB reader reads the sampling frequency as {header.fs} Hz, the "
+                   f"header says {fs:g} Hz", "write the sampling frequency as a plain decimal number")
     for file_name in sorted(set(header.file_name or [])):
         data_file = record_path.parent / file_name
         if not data_file.exists():
@@ -188,10 +217,10 @@ def _read_signal(record_path: Path, leads: tuple[str, ...]) -> tuple[np.ndarray,
                     "re-export the record so header and .dat match",
                 )
     names = list(record.sig_name or [])
-    preferred = [lead for lead in leads if lead in names]
+    preferred = [lead for lead in config.leads if lead in names]
     channel = names.index(preferred[0]) if preferred else 0
     physical = record.dac(expanded=False, return_res=64)[:, channel]  # NaN where sample invalid
-    return np.asarray(physical, np.float64), float(record.fs), names[channel] if names else "0"
+    return np.asarray(physical, np.float64), fs, names[channel] if names else "0"
 
 
 def _resample(signal: np.ndarray, source_fs: float, target_fs: int) -> np.ndarray:
@@ -211,31 +240,81 @@ def _resample(signal: np.ndarray, source_fs: float, target_fs: int) -> np.ndarra
     return out
 
 
-def read_ecg_record(record_path: str | Path, config: EcgConfig) -> EcgBeats:
-    """Read one WFDB record and cut labelled beat windows.
+def _clipped_mask(signal: np.ndarray, fs: float) -> tuple[np.ndarray, float, float]:
+    """Samples the amplifier or ADC clipped: runs at the signal's minimum or maximum.
 
-    Args:
-        record_path: Record path without extension (``.../mitdb/106``).
-        config: Windowing, resampling and labelling settings.
+    A run counts when it lasts at least ``_CLIP_RUN_S`` and the signal jumps onto or off
+    it by more than ``_CLIP_STEP_LSB`` quantisation steps: a clipped QRS arrives at the
+    limit steeply, whereas the smooth top of a slow wave reaches its maximum one step at a
+    time and may rest there just as long.
 
     Returns:
-        The record's beats in model units; beats near the record edges or touching a
-        gap are dropped.
-
-    Raises:
-        InvalidRecordError: missing or truncated signal, header/signal mismatch, no usable
-            annotations, or too many missing samples. The message names the file and a fix.
+        The mask and the two limits (mV). NaN samples are never part of a run.
     """
-    record_path = Path(record_path)
-    signal, source_fs, _lead = _read_signal(record_path, config.leads)
+    valid = signal[~np.isnan(signal)]
+    low, high = float(valid.min()), float(valid.max())
+    steps = np.abs(np.diff(valid))
+    lsb = float(steps[steps > 0].min()) if (steps > 0).any() else 0.0
+    min_run = max(2, int(round(_CLIP_RUN_S * fs)))
+    padded = np.r_[np.nan, signal, np.nan]
+    delta = np.zeros(len(signal) + 1, np.int64)
+    for rail in (low, high):
+        edges = np.flatnonzero(np.diff(np.r_[0, (signal == rail).astype(np.int8), 0]))
+        starts, ends = edges[::2], edges[1::2]
+        # padded[i] is signal[i - 1]: the sample before a run and the one after it.
+        jump = np.fmax(np.abs(padded[starts] - rail), np.abs(padded[ends + 1] - rail))
+        clipped = (ends - starts >= min_run) & (jump > _CLIP_STEP_LSB * lsb)
+        np.add.at(delta, starts[clipped], 1)
+        np.add.at(delta, ends[clipped], -1)
+    return np.cumsum(delta[:-1]) > 0, low, high
+
+
+def _check_signal(record_path: Path, signal: np.ndarray, lead: str, config: EcgConfig) -> None:
+    """Reject a record with too many gaps or a flat line."""
+    data_file = record_path.with_suffix(".dat")
     nan_fraction = float(np.isnan(signal).mean())
     if nan_fraction > config.max_nan_fraction:
         raise _bad(
-            record_path.with_suffix(".dat"),
+            data_file,
             f"{nan_fraction:.0%} of samples are missing (NaN runs), above max_nan_fraction="
             f"{config.max_nan_fraction:.0%}",
             "exclude the record or repair the signal gaps",
         )
+    spread = float(np.nanpercentile(signal, 99) - np.nanpercentile(signal, 1))
+    if spread < config.min_amplitude_mv:
+        raise _bad(
+            data_file,
+            f"flat line: lead {lead} varies by {spread:.3f} mV (1st to 99th percentile) over the whole "
+            f"record, below min_amplitude_mv={config.min_amplitude_mv:g}; no ECG was recorded",
+            "exclude the record, or check the lead (disconnected electrode) and choose one that "
+            "carries the ECG with EcgConfig.leads",
+        )
+
+
+def _check_saturation(record_path: Path, signal: np.ndarray, fs: float, lead: str, samples: np.ndarray,
+                      config: EcgConfig) -> None:
+    """Reject a record in which too many beats touch a clipped run (see ``max_clipped_fraction``)."""
+    clipped, low, high = _clipped_mask(signal, fs)
+    if not clipped.any():
+        return
+    before = int(np.ceil(config.r_offset * fs / config.model_fs))
+    after = int(np.ceil((config.window - config.r_offset) * fs / config.model_fs))
+    counts = np.r_[0, np.cumsum(clipped)]
+    first = np.clip(samples - before, 0, len(signal))
+    last = np.clip(samples + after, 0, len(signal))
+    touched = float(((counts[last] - counts[first]) > 0).mean())
+    if touched > config.max_clipped_fraction:
+        raise _bad(
+            record_path.with_suffix(".dat"),
+            f"saturated: {touched:.0%} of its {len(samples)} labelled beats touch runs of "
+            f"{_CLIP_RUN_S * 1000:.0f} ms or more at the limits of lead {lead} ({low:.3f} mV / {high:.3f} mV), "
+            f"above max_clipped_fraction={config.max_clipped_fraction:.0%}; the amplifier or ADC clipped the ECG",
+            "exclude the record, or re-acquire or re-export it with a lower gain (larger input range)",
+        )
+
+
+def _labelled_annotations(record_path: Path, config: EcgConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Symbols and sample positions of the annotations whose symbol the label map knows."""
     annotation_file = record_path.with_suffix(".atr")
     if not annotation_file.exists():
         raise _bad(annotation_file, "annotation file not found", "supply the record's beat annotations (.atr)")
@@ -247,26 +326,87 @@ def read_ecg_record(record_path: str | Path, config: EcgConfig) -> EcgBeats:
     samples = np.asarray(annotation.sample, dtype=np.int64)
     known = np.isin(symbols, list(config.label_map))
     if not known.any():
+        found = Counter(symbols.tolist()).most_common(10)
+        listed = ", ".join(f"{symbol} x{count}" for symbol, count in found) or "no annotation at all"
         raise _bad(
             annotation_file,
-            f"no beat annotations with symbols in the label map {sorted(config.label_map)}",
-            "annotate the beats or extend the label map",
+            f"no beat annotations with symbols in the label map {sorted(config.label_map)}; found {listed}",
+            "annotate the beats, or map the symbols that are beats to a class in the label map "
+            "(EcgConfig.label_map)",
         )
+    return symbols[known], samples[known]
+
+
+def _no_usable_beat(record_path: Path, config: EcgConfig, symbols: np.ndarray, fs: float,
+                    signal_length: int, dropped: dict[str, int]) -> InvalidRecordError:
+    """Why every labelled beat of a record was dropped, cause by cause."""
+    classes = [c for c in config.class_names if c in {config.label_map[s] for s in symbols}]
+    before_ms = 1000 * config.r_offset / config.model_fs
+    after_ms = 1000 * (config.window - config.r_offset) / config.model_fs
+    causes = {
+        "outside": (f"{dropped['outside']} lie beyond the end of the signal ({signal_length} samples at "
+                    f"{fs:g} Hz)", "check that the .atr file and the signal belong to the same record"),
+        "edge": (f"{dropped['edge']} too close to the start or end of the record (a beat needs "
+                 f"{before_ms:.0f} ms of signal before and {after_ms:.0f} ms after its R peak)",
+                 "use a longer recording"),
+        "gap": (f"{dropped['gap']} touch missing samples (NaN)", "repair the signal gaps"),
+        "flat": (f"{dropped['flat']} lie on a flat signal (peak-to-peak below {config.min_amplitude_mv:g} mV)",
+                 "check the lead: it carries no ECG where the beats are annotated"),
+    }
+    present = [key for key in causes if dropped[key]]
+    on_annotations = dropped["outside"] + dropped["edge"] >= dropped["gap"] + dropped["flat"]
+    return _bad(
+        record_path.with_suffix(".atr" if on_annotations else ".dat"),
+        f"none of its {len(symbols)} labelled beats ({', '.join(classes)}) is usable: "
+        + "; ".join(causes[key][0] for key in present),
+        "; ".join(causes[key][1] for key in present),
+    )
+
+
+def read_ecg_record(record_path: str | Path, config: EcgConfig) -> EcgBeats:
+    """Read one WFDB record and cut labelled beat windows.
+
+    Args:
+        record_path: Record path without extension (``.../mitdb/106``).
+        config: Windowing, resampling, labelling and signal-quality settings.
+
+    Returns:
+        The record's beats in model units (at least one); beats near the record edges,
+        touching a gap or on a flat stretch of signal are dropped.
+
+    Raises:
+        InvalidRecordError: missing or truncated signal, a header value that is not a
+            number or an implausible sampling frequency, header/signal mismatch, no usable
+            annotations, too many missing samples, a flat-line or saturated signal, or no
+            beat left after dropping; the message names the file, the reason and a fix.
+    """
+    record_path = Path(record_path)
+    signal, source_fs, lead = _read_signal(record_path, config)
+    _check_signal(record_path, signal, lead, config)
+    symbols, samples = _labelled_annotations(record_path, config)
+    _check_saturation(record_path, signal, source_fs, lead, samples, config)
     resampled = _resample(signal, source_fs, config.model_fs)
-    centres = np.round(samples[known] * config.model_fs / source_fs).astype(np.int64)
+    centres = np.round(samples * config.model_fs / source_fs).astype(np.int64)
     starts = centres - config.r_offset
-    inside = (starts >= 0) & (starts + config.window <= len(resampled))
-    starts, kept_symbols = starts[inside], symbols[known][inside]
-    windows = np.lib.stride_tricks.sliding_window_view(resampled, config.window)[starts]
+    outside = (samples < 0) | (samples >= len(signal))
+    inside = (starts >= 0) & (starts + config.window <= len(resampled)) & ~outside
+    windows = np.lib.stride_tricks.sliding_window_view(resampled, config.window)[starts[inside]]
     complete = ~np.isnan(windows).any(axis=1)
-    windows, kept_symbols = windows[complete], kept_symbols[complete]
-    if (~complete).any():
-        logger.info("%s: dropped %d beats touching signal gaps", record_path, int((~complete).sum()))
-    baseline = np.median(windows, axis=1, keepdims=True)
+    windows, kept_symbols = windows[complete], symbols[inside][complete]
+    centred = windows - np.median(windows, axis=1, keepdims=True)
+    flat = np.ptp(centred, axis=1) < config.min_amplitude_mv if len(centred) else np.zeros(0, bool)
+    centred, kept_symbols = centred[~flat], kept_symbols[~flat]
+    dropped = {"outside": int(outside.sum()), "edge": int((~inside & ~outside).sum()),
+               "gap": int((~complete).sum()), "flat": int(flat.sum())}
+    if len(kept_symbols) == 0:
+        raise _no_usable_beat(record_path, config, symbols, source_fs, len(signal), dropped)
+    if dropped["gap"] or dropped["flat"]:
+        logger.info("%s: dropped %d beats touching signal gaps and %d on a flat signal",
+                    record_path, dropped["gap"], dropped["flat"])
     class_index = {name: i for i, name in enumerate(config.class_names)}
     labels = np.array([class_index[config.label_map[s]] for s in kept_symbols], dtype=np.int64)
     return EcgBeats(
-        beats=config.to_model_units(windows - baseline),
+        beats=config.to_model_units(centred),
         labels=labels,
         record_ids=np.full(len(labels), record_path.name, dtype=object),
         class_names=config.class_names,
@@ -279,7 +419,8 @@ def load_ecg_records(
     """Read many records; a bad record is logged, skipped and counted, never fatal.
 
     Returns:
-        The beats of every good record and the report of what was loaded and skipped.
+        The beats of every good record and the report of what was loaded and skipped
+        (each skipped record with its reason and fix).
     """
     report = report if report is not None else DataReport()
     parts = []
@@ -290,11 +431,41 @@ def load_ecg_records(
             logger.warning("skipping record: %s", error)
             report.add_skipped(error)
             continue
+        except Exception as exc:  # a reader bug or a library failure on odd data: one record only
+            error = _bad(
+                Path(path), f"unexpected error while reading the record ({type(exc).__name__}: {exc})",
+                "check the record's files with wfdb.rdrecord/rdann; if they are valid, report this "
+                "error with the record attached",
+            )
+            logger.warning("skipping record: %s", error, exc_info=True)
+            report.add_skipped(error)
+            continue
         parts.append(beats)
         report.add_loaded(path, [config.class_names[i] for i in beats.labels])
     return EcgBeats.concatenate(parts, config), report
 
 
 def find_records(root: str | Path) -> list[Path]:
-    """All WFDB records (by header) under ``root``, sorted."""
-    return sorted(p.with_suffix("") for p in Path(root).rglob("*.hea"))
+    """All WFDB records (by header) under ``root``, sorted.
+
+    Raises:
+        DataFolderError: ``root`` is not a directory or holds no ``.hea`` header; the
+            message names the directory and what to do.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFolderError(
+            root, "the ECG data directory does not exist or is not a directory",
+            "point [data] dir of the site config (or data-root of the run config) at the folder "
+            "that holds the WFDB records",
+        )
+    records = sorted(p.with_suffix("") for p in root.rglob("*.hea"))
+    if not records:
+        others = sorted(p.name for p in root.rglob("*") if p.is_file())
+        held = f"it holds {len(others)} other files, e.g. {', '.join(others[:3])}" if others else "it is empty"
+        raise DataFolderError(
+            root, f"no WFDB record found (no .hea header in it or its subfolders; {held})",
+            "copy each record's .hea, .dat and .atr files into it, or point [data] dir of the site "
+            "config at the folder that holds them",
+        )
+    return records

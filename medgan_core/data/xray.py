@@ -27,7 +27,7 @@ from medgan_core.data.dicom_reader import is_dicom_file, read_dicom_image
 from medgan_core.data.raster_reader import RASTER_SUFFIXES, read_raster_image
 from medgan_core.data.report import DataReport
 from medgan_core.data.splits import split_by_patient
-from medgan_core.errors import InvalidRecordError
+from medgan_core.errors import DataFolderError, InvalidRecordError
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -147,13 +147,42 @@ class _Entry:
     patient_id: str | None = None
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}" if count else f"no {noun}"
+
+
+def _no_class_folder(root: Path, classes: tuple[str, ...]) -> DataFolderError:
+    """What is in a folder that has none of the class folders, and what to do about it."""
+    expected = " or ".join(f"{c}/" for c in classes)
+    if not root.is_dir():
+        return DataFolderError(
+            root, "the X-ray image folder does not exist or is not a directory",
+            f"point the site at the folder that holds {expected} (data-root of the run config, "
+            "[data] dir of a site config), or give the labels in a CSV (labels_csv=)",
+        )
+    children = sorted(root.iterdir())
+    folders = [c for c in children if c.is_dir() and not c.name.startswith(".")]
+    files = [c for c in children if c.is_file() and not c.name.startswith(".")]
+    layout = " and ".join(f"{root}/{c}/<image>" for c in classes)
+    fix = (f"arrange the images as {layout} (a site may lack one class), or give the labels in a "
+           "CSV (load_xray_dataset(labels_csv=...), columns path,label[,patient_id])")
+    by_lower = {c.lower(): c for c in classes}
+    renames = [f"rename {f.name}/ to {by_lower[f.name.lower()]}/" for f in folders if f.name.lower() in by_lower]
+    nested = [f for f in folders if any((f / c).is_dir() for c in classes)]
+    if renames:
+        fix = "folder names are case-sensitive: " + ", ".join(renames)
+    elif nested:
+        fix = f"point the site at {nested[0]}, which holds the class folders"
+    return DataFolderError(
+        root, f"no class folder {expected} in it (it holds {_plural(len(files), 'file')} and "
+        f"{_plural(len(folders), 'folder')})", fix,
+    )
+
+
 def _entries_from_folders(root: Path, classes: tuple[str, ...]) -> list[_Entry]:
     found = [c for c in classes if (root / c).is_dir()]
     if not found:
-        raise FileNotFoundError(
-            f"{root}: none of the class folders {list(classes)} exists; arrange files as "
-            f"{root}/<CLASS>/<file> or pass labels_csv="
-        )
+        raise _no_class_folder(root, classes)
     entries: list[_Entry] = []
     for label, name in enumerate(classes):
         folder = root / name
@@ -181,6 +210,9 @@ def _parse_label(value: str, classes: tuple[str, ...]) -> int | None:
 def _entries_from_csv(
     root: Path, labels_csv: Path, classes: tuple[str, ...], report: DataReport
 ) -> list[_Entry]:
+    if not labels_csv.is_file():
+        raise DataFolderError(labels_csv, "labels CSV does not exist",
+                              "check the path, or label the images with class folders instead")
     with open(labels_csv, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = {"path", "label"} - set(reader.fieldnames or [])
@@ -246,7 +278,10 @@ def load_xray_dataset(
         be 0; the report says why.
 
     Raises:
-        FileNotFoundError: ``root`` has none of the class folders (folder mode).
+        DataFolderError: ``root`` does not exist or has none of the class folders (folder
+            mode), or ``labels_csv`` does not exist; the message names the folder or file,
+            what it holds and the expected layout. It is a ``ConfigError`` (one line on the
+            command line) and a ``FileNotFoundError``.
         InvalidRecordError: ``labels_csv`` lacks the ``path``/``label`` columns.
         ValueError: invalid ``size`` or ``classes``.
     """
