@@ -193,6 +193,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if all(s["within_budget"] for s in report["privacy"].values()) else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from simulations.status import format_status, run_status
+
+    _load_run(args.run_dir, checkpoint=False)  # one clear line for a missing or broken run
+    print(format_status(run_status(args.run_dir)))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from medgan_core.errors import ConfigError
 
@@ -325,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     simulate.set_defaults(func=cmd_simulate)
 
+    status = sub.add_parser("status", help="rounds done, each site's epsilon and refusals, last metrics of a run")
+    status.add_argument("--run-dir", required=True)
+    status.set_defaults(func=cmd_status)
     report = sub.add_parser("report", help="recompute the report of an existing run")
     report.add_argument("--run-dir", required=True)
     report.add_argument("--inception", help="TorchScript Inception-v3 file for a conventional image FID "

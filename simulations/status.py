@@ -1,0 +1,64 @@
+"""``medgan status --run-dir DIR``: where a simulated run stands, without recomputing anything.
+
+Rounds done, each site's epsilon from its ledger (per record), refusals by round and
+code, and the last round's aggregated metrics. It reads only the run directory (and, for
+a resumed run, the ledgers of the run it continues); it works while a run is going.
+For a deployment, the coordinator's own view is Flower's: ``flwr ls`` and ``flwr log``
+(see docs/deployment.md); each site's spend is ``medgan privacy ledger PATH`` at the site.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medgan_core.generate import load_run_config
+from medgan_core.run_dir import RunDirectory
+
+__all__ = ["format_status", "run_status"]
+
+
+def run_status(run_dir: str | Path) -> dict[str, Any]:
+    """The status of the run in ``run_dir`` as a dict (see :func:`format_status`)."""
+    from simulations.report import refusal_summary, site_privacy_summary
+
+    run = load_run_config(run_dir)
+    directory = RunDirectory(run_dir)
+    history = directory.read_metrics()
+    checkpoints = sorted(directory.checkpoints.glob("round-*.pt"))
+    last = history[-1] if history else {}
+    return {
+        "run_dir": str(directory.root),
+        "modality": run.modality,
+        "model": run.model,
+        "dp_enabled": run.dp_enabled,
+        "rounds_planned": run.num_server_rounds,
+        "rounds_recorded": len(history),
+        "last_checkpoint": checkpoints[-1].name if checkpoints else None,
+        "report": (directory.root / "report.md").is_file(),
+        "sites": site_privacy_summary(run) if run.dp_enabled else {},
+        "refusals": refusal_summary(history),
+        "last_round": {"round": last.get("round"), "trained": last.get("trained"), "train": last.get("train")},
+    }
+
+
+def format_status(status: dict[str, Any]) -> str:
+    lines = [f"run {status['run_dir']}: {status['modality']}, {status['model']}, "
+             f"{status['rounds_recorded']} of {status['rounds_planned']} rounds recorded, last checkpoint "
+             f"{status['last_checkpoint'] or 'none'}, DP {'on' if status['dp_enabled'] else 'OFF (non-private)'}, "
+             f"report {'written' if status['report'] else 'not written yet'}"]
+    for site, s in status["sites"].items():
+        lines.append(f"  {site}: epsilon {s['epsilon_spent']:.3f} of {s['target_epsilon']:g} per record "
+                     f"(one beat or image; delta {s['target_delta']:g}), {s['steps']} DP steps")
+    refusals = status["refusals"]
+    if refusals["total"]:
+        lines.append(f"  refusals: {refusals['total']} ({', '.join(f'{c} x{n}' for c, n in refusals['by_code'].items())})"
+                     + "".join(f"; round {r['round']}: {r['refused']} refused, {r['trained']} trained"
+                               for r in refusals["rounds"]))
+    else:
+        lines.append("  refusals: none")
+    last = status["last_round"]
+    if last["round"] is not None:
+        train = ", ".join(f"{k} {v:.4g}" for k, v in (last["train"] or {}).items() if isinstance(v, (int, float)))
+        lines.append(f"  last round {last['round']}: {last['trained']} site(s) trained; {train or 'no train metrics'}")
+    return "\n".join(lines)
