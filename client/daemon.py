@@ -12,6 +12,11 @@ authentication and keeps it running:
   message, with this daemon's Python environment. Its log (round, step, epsilon, and any
   refusal such as ``site-a refused: PrivacyBudgetExceeded: ...``) reaches this daemon's
   log; the refusal also goes back to the coordinator as the error reply.
+* The site decides which code runs on its data: ``flwr-clientapp`` is found first in a
+  directory of this daemon (``<flwr-home>/bin``) and runs :mod:`client.guard`, which
+  checks each run's FAB against the ``[app]`` policy of the site TOML
+  (:mod:`client.app_policy`) before Flower installs or imports it. Apps installed by
+  earlier starts are removed: each is re-installed from its FAB after the check.
 
 Nothing here trains or touches records beyond counting them: the site's rules (budget,
 step limit, non-private refusal) are enforced in :func:`medgan_core.site.train_round`.
@@ -20,8 +25,10 @@ step limit, non-private refusal) are enforced in :func:`medgan_core.site.train_r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,13 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from client.app_policy import AppPolicy, check_fab
+from client.guard import guarded_env, install_guard
 from medgan_core.errors import ConfigError
 from medgan_core.processes import console_script, flower_process_env
 
 if TYPE_CHECKING:
     from medgan_core.site import SiteConfig
 
-__all__ = ["SuperNodeOptions", "add_arguments", "main", "site_report", "supernode_command"]
+__all__ = ["SuperNodeOptions", "add_arguments", "fab_hash", "main", "site_report", "supernode_command"]
 
 logger = logging.getLogger(__name__)
 
@@ -226,8 +235,40 @@ def _terminate(process: subprocess.Popen[str]) -> None:
         process.kill()
 
 
+def fab_hash(paths: list[Path], *, policy: AppPolicy | None = None) -> tuple[str, bool]:
+    """``sha256  PATH`` lines (as ``sha256sum`` prints them) for ``[app] allowed-fab-sha256``.
+
+    With ``policy``, each FAB is also checked as this site's guard would check it.
+
+    Returns:
+        The text, and whether every FAB is allowed (always True without ``policy``).
+    """
+    lines, all_allowed = [], True
+    for path in paths:
+        content = path.read_bytes()
+        if policy is None:
+            lines.append(f"{hashlib.sha256(content).hexdigest()}  {path}")
+            continue
+        verdict = check_fab(content, policy=policy)
+        all_allowed &= verdict.allowed
+        lines.append(f"{verdict.sha256}  {path}  " + ("allowed" if verdict.allowed else "REFUSED")
+                     + f" by policy {policy.policy}")
+        lines += [f"  {problem}" for problem in verdict.problems]
+    return "\n".join(lines), all_allowed
+
+
+def _clear_installed_apps(flwr_home: Path) -> None:
+    """Remove the apps earlier starts installed: the guard re-installs each run's app from
+    its FAB after the check, and trusts no directory it did not just check."""
+    apps = flwr_home / "apps"
+    if apps.is_dir() and any(apps.iterdir()):
+        logger.info("removing previously installed apps under %s (re-installed from each run's FAB after the "
+                    "[app] policy check)", apps)
+        shutil.rmtree(apps)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``medgan site check`` and ``medgan site start``."""
+    """``medgan site check``, ``medgan site start`` and ``medgan site fab-hash``."""
     sub = parser.add_subparsers(dest="site_command", required=True)
     check = sub.add_parser("check", help="validate the site config and data, show what the site shares")
     check.add_argument("--config", required=True, help="the site TOML")
@@ -238,23 +279,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--auth-key", type=Path, help="this site's private key (medgan certs site-key)")
     start.add_argument("--runtime-port", type=int, default=9094,
                        help="local port of the SuperNode's Runtime API (distinct per SuperNode on a host)")
-    start.add_argument("--flwr-home", type=Path, help="Flower's home for this site (default: .flwr beside the TOML)")
+    start.add_argument("--flwr-home", type=Path, help="Flower's home for this site, the daemon's own: its apps/ is "
+                       "emptied at start (default: .flwr beside the TOML)")
     start.add_argument("--log-file", type=Path, help="daemon log (default: SITE_ID.log beside the TOML)")
     start.add_argument("--max-restarts", type=int, help="stop after this many SuperNode restarts (default: never)")
     start.add_argument("--max-wait-time", type=float,
                        help="seconds the SuperNode keeps reconnecting to a lost coordinator (default: forever)")
     start.add_argument("--insecure", action="store_true",
                        help="plain HTTP without node authentication: local tests only, never with patient data")
+    fab = sub.add_parser("fab-hash", help="sha256 of built FABs, for [app] allowed-fab-sha256 in the site TOML")
+    fab.add_argument("fab", type=Path, nargs="+", help="a .fab file (flwr build --app APP_DIR)")
+    fab.add_argument("--config", help="also check each FAB against this site TOML's [app] policy")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``medgan site check|start``."""
+    """Run ``medgan site check|start|fab-hash``."""
+    if args.site_command == "fab-hash":
+        return _fab_hash_command(args)
     from medgan_core.site import SiteConfig
 
     toml = Path(args.config)
     try:
         site = SiteConfig.from_toml(toml)
-        report = site_report(site)
+        policy = AppPolicy.from_toml(toml)
+        report = site_report(site) + "\n" + policy.describe()
     except (ConfigError, ValueError) as error:
         logger.error("%s", error)
         return 2
@@ -280,9 +328,24 @@ def main(args: argparse.Namespace) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger().addHandler(handler)
         log.write(report + "\n")
+        _clear_installed_apps(options.flwr_home)
+        bin_dir = options.flwr_home / "bin"
+        guard = install_guard(bin_dir, site_toml=toml)
+        logger.info("%s; every ClientApp starts through %s", policy.describe(), guard)
         logger.info("site %s connecting to %s (log %s)", site.site_id, args.superlink, log_path)
         try:
-            return run_supervised(command, env=flower_process_env(options.flwr_home), log=log,
-                                  max_restarts=args.max_restarts, stable_after=120.0)
+            return run_supervised(command, env=guarded_env(flower_process_env(options.flwr_home), bin_dir),
+                                  log=log, max_restarts=args.max_restarts, stable_after=120.0)
         finally:
             logging.getLogger().removeHandler(handler)
+
+
+def _fab_hash_command(args: argparse.Namespace) -> int:
+    try:
+        policy = AppPolicy.from_toml(args.config) if args.config else None
+        text, all_allowed = fab_hash(args.fab, policy=policy)
+    except (ConfigError, OSError) as error:
+        logger.error("%s", error)
+        return 2
+    print(text, flush=True)
+    return 0 if all_allowed else 1

@@ -223,6 +223,8 @@ def test_two_rounds_then_coordinator_restart_and_resumed_round_with_refusal(fede
     assert _dp_rounds(root / "site-b" / "privacy_ledger.json") == [1, 2]
     site_b_log = (root / "site-b" / "site-b.log").read_text()
     assert "site-b refused: PrivacyBudgetExceeded" in site_b_log
+    # Every ClientApp started through the site's guard, which allowed the genuine app.
+    assert "site-b: app allowed: FAB sha256 " in site_b_log and "refused the app" not in site_b_log
     assert "site-b: refused (medgan:budget-exhausted" in resumed.stdout  # the coordinator's summary
 
 
