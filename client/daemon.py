@@ -42,6 +42,7 @@ from client.app_policy import AppPolicy, check_fab
 from client.guard import guarded_env, install_guard
 from medgan_core.errors import ConfigError
 from medgan_core.processes import console_script, flower_process_env
+from privacy.releases import TRAIN_REPLY
 
 if TYPE_CHECKING:
     from medgan_core.site import SiteConfig
@@ -56,7 +57,6 @@ logger = logging.getLogger(__name__)
 _FATAL_EXIT_CODES = {302, 303, 304}
 _FLOWER_EXIT = re.compile(r"Exit Code: (\d+)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-SHARED_TRAIN_KEYS = ("num-examples", "epsilon", "d-loss", "g-loss", "noise-multiplier", "local-steps")
 
 
 @dataclass(frozen=True)
@@ -131,16 +131,20 @@ def site_report(site: SiteConfig) -> str:
     lines.append("classes: " + ", ".join(f"{n}={c}" for n, c in zip(data.class_names, counts)))
     lines += [f"  skipped {s['path']}: {s['reason']} (fix: {s['fix']})" for s in report.skipped]
     if len(data.labels) == 0:
-        raise ConfigError(f"{site.site_id}: no usable record under {site.data_paths}; what was found:\n"
-                          + "\n".join(lines))
-    lines.append(f"privacy budget: epsilon {site.target_epsilon:g}, delta {site.target_delta:g} "
-                 f"(ledger {site.ledger_path}): {_spent(site)}")
+        where = site.data_paths[0] if len(site.data_paths) == 1 else f"{Path(site.data_paths[0]).parent} ({len(site.data_paths)} records)"
+        raise ConfigError(f"{site.site_id}: no usable record in {where}; what was found:\n" + "\n".join(lines))
+    unit = "one beat" if site.modality == "ecg" else "one image"
+    lines.append(f"privacy budget: epsilon {site.target_epsilon:g} per record ({unit}, not one patient), "
+                 f"delta {site.target_delta:g} (ledger {site.ledger_path}): {_spent(site)}")
     lines.append(f"limits: at most {site.max_local_steps} local steps per round; non-private training "
                  + ("allowed" if site.allow_non_private else "refused"))
     lines.append("shared per training round: the GAN weights (generator + discriminator, DP-SGD on the "
-                 "discriminator) and the scalars " + ", ".join(SHARED_TRAIN_KEYS)
-                 + "; once per site: the class proportions with Gaussian noise. Per evaluation: aggregate "
-                   "scalars only. No record, sample or per-patient value leaves the site.")
+                 "discriminator) and the scalars " + ", ".join(TRAIN_REPLY)
+                 + "; once per site: the class counts with Gaussian noise (charged; the public size and FedAvg "
+                   "weight follow from them). Per evaluation: the epsilon spent only. Audits: "
+                 + ("noisy AUCs, charged" if site.release_audit else "kept at the site")
+                 + ". Every key is declared in privacy/releases.py; no record, sample or per-patient value "
+                   "leaves the site.")
     return "\n".join(lines)
 
 
@@ -151,7 +155,8 @@ def _spent(site: SiteConfig) -> str:
 
     ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
                                 target_delta=site.target_delta)
-    return f"spent epsilon {ledger.epsilon_spent():.3f} of {ledger.target_epsilon:g} in {len(ledger.entries)} releases"
+    return (f"spent epsilon {ledger.epsilon_spent():.3f} of {ledger.target_epsilon:g} per record in "
+            f"{len(ledger.entries)} releases")
 
 
 def run_supervised(command: list[str], *, env: dict[str, str], log: TextIO | None,
