@@ -316,7 +316,7 @@ def test_a_tampered_app_is_refused_at_a_deployed_site_and_the_coordinator_gets_t
     tests/test_deployment_loopback.py, which also runs the genuine app through the guard):
     a coordinator ships a copy of the app with one line changed in medgan_core/site.py and
     one line added to client/app.py; the site refuses it before installing or importing it."""
-    from tests.test_deployment_loopback import Processes, _env, _free_port, _medgan, _wait_for
+    from tests.test_deployment_loopback import Processes, _free_port, _medgan, _wait_for
 
     tampered = stage_app(tmp_path / "tampered")
     _change_future_line(tampered / "medgan_core" / "site.py")
