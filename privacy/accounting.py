@@ -129,11 +129,11 @@ def epsilon_from_history(
     _validate_accountant(accountant)
     if not checked:
         return 0.0
-    acc = create_accountant(accountant)
-    acc.history = checked
     with warnings.catch_warnings():
         # The GDP warning is reported by the calculator in its own words.
         warnings.filterwarnings("ignore", message="GDP accounting is experimental")
+        acc = create_accountant(accountant)
+        acc.history = checked
         epsilon = float(acc.get_epsilon(delta=delta))
     # The RDP-to-DP conversion can go below zero for a large delta; an (epsilon, delta)
     # guarantee also holds for any larger epsilon, so 0 is still a valid (safe) answer.
