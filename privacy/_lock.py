@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import os
 import time
 from pathlib import Path
@@ -27,8 +28,10 @@ class FileLock:
     """
 
     def __init__(self, path: Path, *, timeout: float) -> None:
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"lock timeout={timeout!r} must be a finite number of seconds >= 0")
         self.path = Path(path)
-        self.timeout = timeout
+        self.timeout = float(timeout)
         self._fd: int | None = None
 
     def acquire(self) -> None:

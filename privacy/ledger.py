@@ -105,8 +105,11 @@ class PrivacyLedger:
     """
 
     def __init__(self, path: str | Path, *, target_epsilon: float, target_delta: float,
-                 state: LedgerState | None = None) -> None:
+                 state: LedgerState | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         """A handle on ``path`` holding ``state`` (an empty, unsaved ledger if None).
+
+        ``lock_timeout``: how long this handle's writes wait for the lock before
+        :class:`LedgerBusy`.
 
         Raises:
             ValueError: the budget is invalid, or ``target_delta`` differs from the ledger's.
@@ -121,6 +124,7 @@ class PrivacyLedger:
                 f"{self.path}: ledger was created for delta={self._state.header.target_delta}, config asks "
                 f"delta={delta}. Fix: use the ledger's delta (an epsilon at another delta is another guarantee)")
         self._requested_epsilon = epsilon
+        self._lock_timeout = lock_timeout
         self._lock: FileLock | None = None
         self._charged: set[str] = set()  # hashes of the pending entries this handle may settle
         self._spent_cache: tuple[str, float] | None = None
@@ -144,7 +148,8 @@ class PrivacyLedger:
             LedgerMissing: the ledger is missing but site state shows one existed.
             LedgerError: the file is not a valid ledger, or its delta differs.
             LedgerTampered: its hash chain does not match.
-            LedgerBusy: creating it waited more than ``lock_timeout`` seconds for the lock.
+            LedgerBusy: creating it (or, later, a write through this handle) waited more than
+                ``lock_timeout`` seconds for the lock.
         """
         epsilon, delta = validate_budget(target_epsilon, target_delta)
         path = Path(path)
@@ -153,7 +158,7 @@ class PrivacyLedger:
                 if not path.exists():  # re-checked under the lock: another process may have created it
                     cls._create(path, epsilon, delta, lock, origin="created on first use in a fresh directory",
                                 refuse_site_state=True)
-        return cls._load(path, epsilon, delta)
+        return cls._load(path, epsilon, delta, lock_timeout)
 
     @classmethod
     def read(cls, path: str | Path) -> "PrivacyLedger":
@@ -197,7 +202,7 @@ class PrivacyLedger:
                 logger.warning("%s: new ledger created over existing site state (%s) by explicit request",
                                path, ", ".join(state_files))
             cls._create(path, epsilon, delta, lock, origin=origin, refuse_site_state=False)
-        return cls._load(path, epsilon, delta)
+        return cls._load(path, epsilon, delta, lock_timeout)
 
     @classmethod
     @contextlib.contextmanager
@@ -218,7 +223,7 @@ class PrivacyLedger:
             if not path.exists():
                 cls._create(path, epsilon, delta, lock, origin="created on first use in a fresh directory",
                             refuse_site_state=True)
-            ledger = cls._load(path, epsilon, delta)
+            ledger = cls._load(path, epsilon, delta, timeout)
             ledger._lock = lock
             try:
                 yield ledger
@@ -242,8 +247,9 @@ class PrivacyLedger:
         logger.info("%s: new privacy ledger, budget epsilon=%g delta=%g (%s)", path, epsilon, delta, origin)
 
     @classmethod
-    def _load(cls, path: Path, epsilon: float, delta: float) -> "PrivacyLedger":
-        ledger = cls(path, target_epsilon=epsilon, target_delta=delta, state=_read_state(path))
+    def _load(cls, path: Path, epsilon: float, delta: float, lock_timeout: float) -> "PrivacyLedger":
+        ledger = cls(path, target_epsilon=epsilon, target_delta=delta, state=_read_state(path),
+                     lock_timeout=lock_timeout)
         if epsilon > ledger.budget_epsilon:
             logger.warning("%s: configured target_epsilon=%s exceeds the ledger's budget %s; the budget stays %s",
                            path, epsilon, ledger.budget_epsilon, ledger.budget_epsilon)
@@ -433,7 +439,7 @@ class PrivacyLedger:
             self._reload()
             yield
             return
-        with _exclusive_lock(self.path, DEFAULT_LOCK_TIMEOUT) as lock:
+        with _exclusive_lock(self.path, self._lock_timeout) as lock:
             self._lock = lock
             try:
                 self._reload()
