@@ -230,8 +230,8 @@ class PrivacyLedger:
             finally:
                 ledger._lock = None
                 if ledger._charged:
-                    logger.warning("%s: %d charged entr(y/ies) left pending: counted at full planned cost",
-                                   path, len(ledger._charged))
+                    logger.warning("%s: %d charge(s) of this round left pending, each counted at its full "
+                                   "planned cost", path, len(ledger._charged))
 
     @classmethod
     def _create(cls, path: Path, epsilon: float, delta: float, lock: FileLock, *, origin: str,
