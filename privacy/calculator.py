@@ -125,7 +125,7 @@ def _init(args: argparse.Namespace, path: str) -> int:
     ledger = PrivacyLedger.init(path, target_epsilon=args.target_epsilon, target_delta=args.target_delta,
                                 force=args.force)
     print(f"{path}: new privacy ledger, budget epsilon {ledger.budget_epsilon:g} at delta "
-          f"{ledger.target_delta:g}, {PRIVACY_UNIT} ({ledger.origin})")
+          f"{ledger.target_delta:g}, {PRIVACY_UNIT}; origin: {ledger.origin}")
     return 0
 
 

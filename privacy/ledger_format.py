@@ -282,7 +282,7 @@ def _parse_entry(path: Path, index: int, raw: object, required: set[str], allowe
 
 def _verify_chain(path: Path, header: LedgerHeader, entries: tuple[LedgerEntry, ...], *,
                   entry_count: object, head_hash: object) -> None:
-    problem = f"entries were dropped, reordered or edited. Fix: {_RESTORE}"
+    problem = f"entries were dropped, reordered or edited, or the budget was changed. Fix: {_RESTORE}"
     previous = header.genesis_hash()
     for index, entry in enumerate(entries):
         if _entry_hash(previous, entry) != entry.entry_hash:
@@ -292,4 +292,5 @@ def _verify_chain(path: Path, header: LedgerHeader, entries: tuple[LedgerEntry, 
     if entry_count != len(entries):
         raise LedgerTampered(f"{path}: entry_count={entry_count!r} but {len(entries)} entries: {problem}")
     if head_hash != previous:
-        raise LedgerTampered(f"{path}: head_hash does not match the last entry: {problem}")
+        what = "the last entry" if entries else "the budget header (no entries)"
+        raise LedgerTampered(f"{path}: head_hash does not match {what}: {problem}")

@@ -314,6 +314,16 @@ def test_dropped_reordered_or_edited_entries_are_detected(tmp_path, tamper):
         PrivacyLedger.read(path)
 
 
+def test_raising_the_budget_of_an_empty_ledger_is_detected(tmp_path):
+    path = tmp_path / "l.json"
+    _open(path, eps=3.0)
+    raw = json.loads(path.read_text())
+    raw["target_epsilon"] = 50.0
+    path.write_text(json.dumps(raw))
+    with pytest.raises(LedgerTampered, match="budget header.*never edit a ledger"):
+        _open(path, eps=50.0)
+
+
 def test_truncation_with_a_rewritten_head_is_caught_by_the_logged_head(tmp_path, caplog):
     """Whoever rewrites count and head too can forge the chain (it is evidence, not a
     signature); the head hash logged on every write is the witness that catches it."""
