@@ -316,6 +316,10 @@ class PrivacyLedger:
     def check_can_spend(self, *, noise_multiplier: float, sample_rate: float, steps: int) -> float:
         """Return the epsilon after the planned steps, or refuse.
 
+        Checked against this handle's history: current inside :meth:`locked`, possibly
+        stale otherwise, which is why :meth:`charge` and :meth:`record` check again under
+        the lock before writing.
+
         Raises:
             PrivacyBudgetExceeded: if the steps would take the site past its budget.
             ValueError: on an invalid noise multiplier, sample rate or step count.
