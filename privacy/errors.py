@@ -27,4 +27,11 @@ class LedgerTampered(LedgerError):
 
 
 class LedgerMissing(LedgerError):
-    """The ledger file is absent where a ledger is required, or where site state shows one existed."""
+    """The ledger file is absent where a ledger is required, or where site state shows one existed.
+
+    ``site_state`` names the files that show a ledger existed (empty: simply no ledger yet).
+    """
+
+    def __init__(self, message: str, *, site_state: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.site_state = tuple(site_state)

@@ -526,7 +526,7 @@ def _missing_with_state(path: Path, state_files: list[str]) -> LedgerMissing:
     return LedgerMissing(
         f"{path}: the ledger is missing but site state exists in {path.parent} ({', '.join(state_files)}); "
         f"restore the ledger from backup, or start over deliberately with `medgan privacy ledger init {path} "
-        "--target-epsilon E --target-delta D --force`")
+        "--target-epsilon E --target-delta D --force`", site_state=tuple(state_files))
 
 
 @contextlib.contextmanager

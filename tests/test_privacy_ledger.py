@@ -436,6 +436,7 @@ def test_deleted_ledger_beside_site_state_is_refused_not_recreated(tmp_path):
     assert "the ledger is missing but site state exists in" in message and "label_prior.json" in message
     assert "restore the ledger from backup" in message
     assert "medgan privacy ledger init" in message and "--force" in message
+    assert "label_prior.json" in error.value.site_state
     assert not (site / "privacy_ledger.json").exists()
     with pytest.raises(LedgerMissing):
         with PrivacyLedger.locked(site / "privacy_ledger.json", target_epsilon=3.0, target_delta=1e-5):
@@ -475,8 +476,9 @@ def test_missing_directory_is_fresh(tmp_path):
 
 
 def test_read_never_creates(tmp_path):
-    with pytest.raises(LedgerMissing, match="no privacy ledger here"):
+    with pytest.raises(LedgerMissing, match="no privacy ledger here") as error:
         PrivacyLedger.read(tmp_path / "l.json")
+    assert error.value.site_state == ()
     assert list(tmp_path.iterdir()) == []
 
 
