@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from privacy.accounting import epsilon_from_history, noise_multiplier_for_target
+from privacy.accounting import (
+    ACCOUNTANT,
+    OPTIMISTIC_ACCOUNTANTS,
+    epsilon_from_history,
+    noise_multiplier_for_target,
+)
 
 
 def _gaussian_epsilon_by_hand(sigma: float, steps: int, delta: float) -> float:
@@ -71,3 +76,55 @@ def test_spent_budget_cannot_buy_more_steps():
     with pytest.raises(ValueError, match="already spent"):
         noise_multiplier_for_target(target_epsilon=1.0, delta=1e-5, sample_rate=0.05, steps=10,
                                     history=[(0.5, 0.05, 5000)])
+
+
+def test_gdp_under_reports_against_rdp_golden():
+    """Why the ledger is fixed to RDP: GDP's CLT approximation says 2.245 where RDP says 2.873."""
+    history = [(1.0, 0.015, 800)]
+    assert epsilon_from_history(history, delta=1e-5) == pytest.approx(2.8729297429452045, abs=1e-9)
+    assert epsilon_from_history(history, delta=1e-5, accountant="gdp") == pytest.approx(2.245112432412941, abs=1e-9)
+    assert ACCOUNTANT == "rdp" and set(OPTIMISTIC_ACCOUNTANTS) == {"gdp", "prv"}
+
+
+@pytest.mark.parametrize("entry", [
+    (math.nan, 0.02, 10),  # hung Opacus's RDP series forever
+    (math.inf, 0.02, 10), (-1.0, 0.02, 10), (0.0, 0.02, 10), (1e-300, 0.5, 1), (1e300, 0.5, 1),
+    (1.0, math.nan, 10), (1.0, 0.0, 10), (1.0, 1.0001, 10), (1.0, -0.5, 10),
+    (1.0, 0.02, -100000),  # gave epsilon -2751111
+    (1.0, 0.02, 0), (1.0, 0.02, 10.0), (1.0, 0.02, True), ("1.0", 0.02, 10), (1.0, 0.02),
+])
+def test_invalid_history_raises_at_once(entry):
+    with pytest.raises(ValueError, match=r"history\[0\]"):
+        epsilon_from_history([entry], delta=1e-5)
+
+
+@pytest.mark.parametrize("delta", [math.nan, math.inf, 0.0, 1.0, -1e-5, 2.0])
+def test_invalid_delta_raises(delta):
+    with pytest.raises(ValueError, match="delta"):
+        epsilon_from_history([(1.0, 0.02, 10)], delta=delta)
+
+
+def test_unknown_accountant_raises():
+    with pytest.raises(ValueError, match="unknown accountant"):
+        epsilon_from_history([(1.0, 0.02, 10)], delta=1e-5, accountant="moments")
+
+
+def test_epsilon_is_never_negative():
+    """A large delta makes Opacus's RDP conversion negative; 0 is still a valid bound."""
+    assert epsilon_from_history([(1.0, 0.02, 100)], delta=0.999999) == 0.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"target_epsilon": math.nan}, "target_epsilon"), ({"target_epsilon": math.inf}, "target_epsilon"),
+    ({"target_epsilon": 0.0}, "target_epsilon"), ({"target_epsilon": -1.0}, "target_epsilon"),
+    ({"delta": math.nan}, "delta"), ({"delta": 0.0}, "delta"),
+    ({"sample_rate": math.nan}, "sample_rate"), ({"sample_rate": 0.0}, "sample_rate"),
+    ({"sample_rate": 1.5}, "sample_rate"), ({"steps": 0}, "steps"), ({"steps": -5}, "steps"),
+    ({"history": [(math.nan, 0.02, 10)]}, "noise_multiplier"), ({"history": [(1.0, 0.02, -10)]}, "steps"),
+    ({"tolerance": 0.0}, "tolerance"),  # would bisect forever
+    ({"tolerance": math.nan}, "tolerance"),
+])
+def test_noise_search_rejects_invalid_inputs_before_searching(overrides, message):
+    arguments = {"target_epsilon": 3.0, "delta": 1e-5, "sample_rate": 0.02, "steps": 100, **overrides}
+    with pytest.raises(ValueError, match=message):
+        noise_multiplier_for_target(**arguments)
