@@ -21,7 +21,7 @@ from medgan_core.audit import parse_attacks, release_site_audit
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.site import NonPrivateRefused, SiteConfig, evaluate_round, train_round
-from privacy.ledger import PrivacyBudgetExceeded
+from privacy.ledger import LedgerBusy, LedgerError, PrivacyBudgetExceeded
 from privacy.releases import EVALUATE_REPLY, TRAIN_REPLY, UndeclaredRelease, audit_reply_keys, check_reply
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ REFUSALS: dict[str, str] = {
     "config-refused": "the site refuses this run configuration or its own configuration is invalid; "
                       "see the site's log",
     "release-not-declared": "the reply would hold an undeclared release",
+    "ledger-busy": "the site's privacy ledger is in use by another request; retry later",
+    "ledger-invalid": "the site's privacy ledger is missing or damaged; the site must restore it",
     "internal-error": "the site failed to process the request; see the site's log",
 }
 
@@ -78,6 +80,10 @@ def refusal_code(error: BaseException) -> str:
     """The fixed code for ``error`` (anything unexpected is an internal error)."""
     if isinstance(error, PrivacyBudgetExceeded):
         return "budget-exhausted"
+    if isinstance(error, LedgerBusy):
+        return "ledger-busy"
+    if isinstance(error, LedgerError):  # missing beside other site state, tampered, invalid
+        return "ledger-invalid"
     if isinstance(error, NonPrivateRefused):
         return "non-private-refused"
     if isinstance(error, ConfigError):

@@ -151,10 +151,16 @@ def site_report(site: SiteConfig) -> str:
 def _spent(site: SiteConfig) -> str:
     if not site.ledger_path.exists():
         return "nothing released yet"
-    from privacy.ledger import PrivacyLedger
+    from privacy.ledger import LedgerError, LedgerMissing, PrivacyLedger
 
-    ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
-                                target_delta=site.target_delta)
+    try:
+        ledger = PrivacyLedger.read(site.ledger_path)
+    except LedgerMissing as error:
+        if error.site_state:  # state beside a missing ledger: never treat it as a fresh start
+            raise ConfigError(str(error)) from error
+        return "nothing released yet"
+    except LedgerError as error:
+        raise ConfigError(str(error)) from error
     return (f"spent epsilon {ledger.epsilon_spent():.3f} of {ledger.target_epsilon:g} per record in "
             f"{len(ledger.entries)} releases")
 

@@ -221,7 +221,7 @@ def site_accountant_epsilon(run: RunConfig, site_index: int) -> tuple[float, flo
     path = SiteConfig.for_simulation(run, site_index).ledger_path
     if not path.exists():
         return math.nan, run.target_delta
-    ledger = PrivacyLedger.open(path, target_epsilon=run.target_epsilon, target_delta=run.target_delta)
+    ledger = PrivacyLedger.read(path)
     return ledger.epsilon_spent(), ledger.target_delta
 
 
@@ -365,14 +365,17 @@ def release_site_audit(*, site: SiteConfig, run: RunConfig, run_id: str, weights
         logger.info("%s: audit results kept at the site (%s)", site.site_id, site.state_dir / "audits")
         return {"audit-kept-at-site": 1.0}
     sigma = site.audit_noise_multiplier
-    ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon, target_delta=site.target_delta)
-    ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=len(audits))
+    with PrivacyLedger.locked(site.ledger_path, target_epsilon=site.target_epsilon,
+                              target_delta=site.target_delta) as ledger:
+        ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=len(audits))
+        # Charged before the noisy values exist: a crash after this over-counts, never under.
+        ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, len(audits))], purpose="audit-release")
+        spent = ledger.epsilon_spent()
     rng = np.random.default_rng(secrets.randbits(128))
     released = {}
     for name, audit in audits.items():
         auc = audit.result.auc if audit.result is not None and math.isfinite(audit.result.auc) else 0.5
         released[f"{name}-auc-noised"] = float(min(max(auc, 0.0), 1.0) + rng.normal(0.0, sigma))
-    ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, len(audits))], purpose="audit-release")
     logger.info("%s: released %d noisy audit AUCs (std %.1f), charged; epsilon now %.3f per record",
-                site.site_id, len(released), sigma, ledger.epsilon_spent())
+                site.site_id, len(released), sigma, spent)
     return {"audit-kept-at-site": 1.0, **released}

@@ -354,6 +354,9 @@ class SizeRelease:
     noisy_counts: tuple[float, ...]
     noise_std: float
     class_names: tuple[str, ...]
+    # The ledger entry that charged this release: a release whose charge is not in the
+    # site's ledger (a deleted or swapped ledger) is refused rather than reused for free.
+    charged_entry: str = ""
 
     @property
     def prior(self) -> torch.Tensor:
@@ -367,14 +370,14 @@ class SizeRelease:
     def to_json(self) -> str:
         return json.dumps({"noisy_counts": list(self.noisy_counts), "noise_std": self.noise_std,
                            "class_names": list(self.class_names), "prior": self.prior.tolist(),
-                           "public_size": self.public_size}, indent=2)
+                           "public_size": self.public_size, "charged_entry": self.charged_entry}, indent=2)
 
     @classmethod
     def read(cls, path: Path) -> "SizeRelease":
         try:
             raw = json.loads(path.read_text())
             release = cls(tuple(float(c) for c in raw["noisy_counts"]), float(raw["noise_std"]),
-                          tuple(str(c) for c in raw["class_names"]))
+                          tuple(str(c) for c in raw["class_names"]), str(raw.get("charged_entry", "")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"{path}: not a readable class-count release ({exc}); it is part of the site's privacy state: "
@@ -419,29 +422,36 @@ def train_round(
             raise NonPrivateRefused(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
         return _train_non_private(site, run, gan, data, local_steps, seed, server_round)
 
-    ledger = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
-                                target_delta=site.target_delta)
-    release = _size_release(site, run, data, ledger, run_id)
-    if release.public_size < run.batch_size:
-        raise ConfigError(f"{site.site_id}: its released size {release.public_size} is below "
-                          f"batch-size={run.batch_size}; lower batch-size")
-    sample_rate = run.batch_size / release.public_size
-    noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
-        ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
-    ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
-    dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm, grad_sample_mode=run.grad_sample_mode)
+    # The lock is held from the budget check through the recorded release, and the round is
+    # charged at its planned cost before training: a concurrent round waits (or is refused
+    # as busy), and a crash at any point leaves the spend counted, never lost.
+    with PrivacyLedger.locked(site.ledger_path, target_epsilon=site.target_epsilon,
+                              target_delta=site.target_delta) as ledger:
+        release = _size_release(site, run, data, ledger, run_id)
+        if release.public_size < run.batch_size:
+            raise ConfigError(f"{site.site_id}: its released size {release.public_size} is below "
+                              f"batch-size={run.batch_size}; lower batch-size")
+        sample_rate = run.batch_size / release.public_size
+        noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
+            ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+        ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
+        dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm,
+                        grad_sample_mode=run.grad_sample_mode)
+        charged = ledger.charge(run_id=run_id, server_round=server_round, noise_multiplier=noise,
+                                sample_rate=sample_rate, steps=local_steps)
 
-    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
-        logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon spent %.3f per record",
-                    server_round, site.site_id, step, total, metrics["d_loss"], metrics["g_loss"],
-                    ledger.epsilon_spent())
+        def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+            logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon %.3f per record "
+                        "(this round charged)", server_round, site.site_id, step, total, metrics["d_loss"],
+                        metrics["g_loss"], ledger.epsilon_spent())
 
-    config = _local_config(run, local_steps, seed, public_dataset_size=release.public_size)
-    result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
-                             fake_label_prior=release.prior, progress=progress)
-    entry = ledger.record(run_id=run_id, server_round=server_round, history=result.dp_history)
-    logger.info("round %d | %s | released update, epsilon %.3f of %.3f per record (delta %g)",
-                server_round, site.site_id, entry.epsilon_after, ledger.target_epsilon, ledger.target_delta)
+        config = _local_config(run, local_steps, seed, public_dataset_size=release.public_size)
+        result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
+                                 fake_label_prior=release.prior, progress=progress)
+        # A history that does not fit the charge raises here: the update then never leaves.
+        entry = ledger.settle(charged, result.dp_history)
+        logger.info("round %d | %s | released update, epsilon %.3f of %.3f per record (delta %g)",
+                    server_round, site.site_id, entry.epsilon_after, ledger.target_epsilon, ledger.target_delta)
     return gan_state(gan), _train_reply(float(release.public_size), entry.epsilon_after, result, noise)
 
 
@@ -491,12 +501,20 @@ def _size_release(site: SiteConfig, run: RunConfig, data: SiteData, ledger: Priv
     """
     path = site.state_dir / SIZE_RELEASE_FILE
     if path.exists():
-        return SizeRelease.read(path)
+        release = SizeRelease.read(path)
+        if release.charged_entry not in {e.entry_hash for e in ledger.entries if e.purpose == "label-prior"}:
+            raise ConfigError(
+                f"{path}: this class-count release is not charged in the ledger {site.ledger_path} (a replaced "
+                "or re-created ledger?). Fix: restore the ledger that charged it from backup; if it is lost, "
+                "delete this file so the counts are released (and charged) again"
+            )
+        return release
     sigma = run.label_prior_noise
     ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=1)
     noise = torch.randn(len(data.class_names), dtype=torch.float64, generator=_secret_generator())
-    release = SizeRelease(tuple((_class_counts(data) + noise * sigma).tolist()), float(sigma), data.class_names)
-    ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, 1)], purpose="label-prior")
+    noisy = tuple((_class_counts(data) + noise * sigma).tolist())
+    entry = ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, 1)], purpose="label-prior")
+    release = SizeRelease(noisy, float(sigma), data.class_names, charged_entry=entry.entry_hash)
     atomic_write_text(path, release.to_json())
     logger.info("%s: released class counts with Gaussian noise std %.1f (prior %s, public size %d)",
                 site.site_id, sigma, [round(p, 4) for p in release.prior.tolist()], release.public_size)
@@ -536,8 +554,7 @@ def evaluate_round(*, site: SiteConfig, run: RunConfig, weights: dict[str, np.nd
     del weights
     epsilon = math.inf if not run.dp_enabled else 0.0
     if run.dp_enabled and site.ledger_path.exists():
-        epsilon = PrivacyLedger.open(site.ledger_path, target_epsilon=site.target_epsilon,
-                                     target_delta=site.target_delta).epsilon_spent()
+        epsilon = PrivacyLedger.read(site.ledger_path).epsilon_spent()
     return {"num-examples": 1.0, "epsilon": float(epsilon)}
 
 

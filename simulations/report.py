@@ -56,7 +56,7 @@ def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
     summary: dict[str, dict] = {}
     root = simulated_sites_root(run.run_dir, run.resume_from)  # a resumed run continues earlier ledgers
     for ledger_path in sorted((root / "sites").glob("*/privacy_ledger.json")):
-        ledger = PrivacyLedger.open(ledger_path, target_epsilon=run.target_epsilon, target_delta=run.target_delta)
+        ledger = PrivacyLedger.read(ledger_path)  # verified (chain, entries); the site's own budget
         recomputed = ledger.epsilon_spent()
         summary[ledger_path.parent.name] = {
             "epsilon_by_round": [(e.server_round, e.epsilon_after) for e in ledger.entries],
@@ -64,7 +64,7 @@ def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
             "epsilon_recorded": ledger.entries[-1].epsilon_after if ledger.entries else 0.0,
             "target_epsilon": ledger.target_epsilon,
             "target_delta": ledger.target_delta,
-            "within_budget": recomputed <= ledger.target_epsilon,
+            "within_budget": recomputed <= ledger.budget_epsilon,
             "noise_multiplier": ledger.entries[-1].noise_multiplier if ledger.entries else None,
             "steps": sum(e.steps for e in ledger.entries),
         }

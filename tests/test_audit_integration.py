@@ -139,12 +139,15 @@ def test_medgan_audit_writes_json_figures_and_a_table(small_run, capsys):
     assert "| site-0-canaries | logan |" in table and "n/a (not randomized)" in table
 
 
-def test_medgan_audit_exits_nonzero_on_a_violation(monkeypatch, capsys, tmp_path):
+def test_medgan_audit_exits_nonzero_on_a_violation(monkeypatch, capsys, small_run):
     import simulations.audit
     from simulations.cli import main
 
+    directory = RunDirectory(small_run.run_dir)  # a real run directory, so the CLI's checks pass
+    directory.write_json("config.json", small_run.to_mapping())
+    directory.save_checkpoint(1, gan_state(build_gan(small_run)), meta={})
     fake = {"scopes": {}, "figures": [], "violation": True}
     monkeypatch.setattr(simulations.audit, "audit_run", lambda *a, **k: fake)
 
-    assert main(["audit", "--run-dir", str(tmp_path)]) == 3
+    assert main(["audit", "--run-dir", small_run.run_dir]) == 3
     assert "VIOLATION" in capsys.readouterr().err

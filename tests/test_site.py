@@ -124,3 +124,20 @@ def test_a_resumed_simulation_continues_the_ledgers_it_resumes_from(tmp_path):
     summary = site_privacy_summary(third)  # the report reads the continued ledger
     history = [(e["noise_multiplier"], e["sample_rate"], e["steps"]) for e in entries]
     assert summary["site-0"]["epsilon_spent"] == pytest.approx(epsilon_from_history(history, delta=1e-5))
+
+
+def test_a_deleted_or_swapped_ledger_never_makes_the_class_counts_free_again(small_run):
+    from medgan_core.errors import ConfigError
+    from privacy.ledger import LedgerMissing, PrivacyLedger
+
+    site = SiteConfig.for_simulation(small_run, 1)
+    weights = _weights(small_run)
+    train_round(site=site, run=small_run, run_id="t", server_round=1, weights=weights)
+    site.ledger_path.unlink()  # "reset the budget"
+    with pytest.raises(LedgerMissing, match="medgan privacy ledger init"):
+        train_round(site=site, run=small_run, run_id="t", server_round=2, weights=weights)
+    # A deliberate new ledger does not inherit the old release for free either.
+    PrivacyLedger.init(site.ledger_path, target_epsilon=10.0, target_delta=1e-5, force=True)
+    with pytest.raises(ConfigError, match="not charged in the ledger"):
+        train_round(site=site, run=small_run, run_id="t", server_round=2, weights=weights)
+    assert json.loads(site.ledger_path.read_text())["entries"] == []
