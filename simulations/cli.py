@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -148,14 +149,39 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    from simulations.federation import resolve_run_config, run_federation
-    from simulations.report import ecg_report
+    from simulations.federation import resolve_run_config
 
     overrides = _parse_overrides(args.run_config or [])
     if args.run_dir:
         overrides["run-dir"] = args.run_dir
     run = resolve_run_config(overrides)
     run_dir = Path(run.run_dir)
+    with _exclusive_run_dir(run_dir):
+        return _simulate(args, run, run_dir)
+
+
+@contextlib.contextmanager
+def _exclusive_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold a lock beside ``run_dir`` for the whole simulation: a second `medgan simulate` on
+    the same directory must not train (or --overwrite it) while the first one runs."""
+    import fcntl
+
+    from medgan_core.errors import ConfigError
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise ConfigError(f"--run-dir {run_dir}: another medgan simulate is running in it; wait for it or "
+                              "choose another --run-dir") from error
+        yield  # the kernel releases the lock when the file closes or the process dies
+
+
+def _simulate(args: argparse.Namespace, run, run_dir: Path) -> int:
+    from simulations.federation import run_federation
+    from simulations.report import ecg_report
+
     if run_dir.exists() and any(run_dir.iterdir()):
         if not args.overwrite:
             raise SystemExit(f"{run_dir} already holds a run (and its sites' privacy ledgers); "

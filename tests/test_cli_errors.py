@@ -220,3 +220,14 @@ def test_study_epsilon_that_is_not_a_number_names_the_option(tmp_path):
     assert str(info.value) == ("medgan study: --epsilons 'abc' is not a number; give comma-separated "
                                "targets such as 1,3,10,inf (inf = no DP)")
     assert not (tmp_path / "study").exists()
+
+
+def test_a_second_simulate_on_the_same_run_dir_is_refused_while_the_first_runs(tmp_path):
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    with open(tmp_path / ".run.lock", "a") as held:  # what a running `medgan simulate` holds
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SystemExit, match="another medgan simulate is running in it"):
+            main(["simulate", "--run-dir", str(run_dir), "--run-config", "num-server-rounds=1"])
+    assert not run_dir.exists()
