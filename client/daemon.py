@@ -315,7 +315,8 @@ def main(args: argparse.Namespace) -> int:
         policy = AppPolicy.from_toml(toml)
         report = site_report(site) + "\n" + policy.describe()
     except (ConfigError, ValueError) as error:
-        logger.error("%s", error)
+        # To stderr directly, not through logging, whose handlers a host process may own.
+        print(f"medgan site {args.site_command}: {error}", file=sys.stderr, flush=True)
         return 2
     print(report, flush=True)
     if args.site_command == "check":
