@@ -267,3 +267,53 @@ def test_pca_embedding_large_input_recovers_exact_subspace() -> None:
 
     np.testing.assert_allclose(np.linalg.svd(fitted.components @ exact.T, compute_uv=False), 1.0, atol=1e-6)
     assert fitted(data[:3]).shape == (3, 5)
+
+
+def _exact_pca(data: np.ndarray, k: int):
+    # The embedding as first written by hand: exact numpy SVD of the centred records.
+    mean = data.mean(axis=0)
+    components = np.linalg.svd(data - mean, full_matrices=False)[2][:k]
+    return lambda x: (x - mean) @ components.T
+
+
+def test_domias_default_embedding_equals_exact_svd_pca() -> None:
+    # 64-value beats take the exact solver: the same density ratios as a numpy-SVD PCA.
+    rng = np.random.default_rng(8)
+    members, non_members = _beats(rng, 50), _beats(rng, 50)
+    synthetic, reference = _memorised(rng, members, 2000, noise=0.05), _beats(rng, 2000)
+    candidates, _ = _candidates(members, non_members)
+
+    default = DomiasAttack(synthetic=synthetic, reference=reference).score(candidates)
+    exact = DomiasAttack(synthetic=synthetic, reference=reference, embed=_exact_pca(reference, 5))
+
+    np.testing.assert_allclose(default, exact.score(candidates), rtol=0, atol=1e-12)
+
+
+def test_domias_randomized_pca_matches_exact_pca() -> None:
+    # 300 reference records of 400 values take the randomized solver; with a clear rank-5
+    # signal it finds the exact subspace, so scores and AUC are those of the exact PCA.
+    rng = np.random.default_rng(15)
+    mixing = 5.0 * rng.normal(size=(5, 400))
+
+    def records(n: int) -> np.ndarray:
+        return rng.normal(size=(n, 5)) @ mixing + 0.1 * rng.normal(size=(n, 400))
+
+    members, non_members, reference = records(150), records(150), records(300)
+    synthetic = _memorised(rng, members, 1000, noise=1.0)
+    candidates, labels = _candidates(members, non_members)
+
+    default = DomiasAttack(synthetic=synthetic, reference=reference).score(candidates)
+    exact = DomiasAttack(synthetic=synthetic, reference=reference, embed=_exact_pca(reference, 5))
+
+    np.testing.assert_allclose(default, exact.score(candidates), rtol=0, atol=1e-9)
+    assert roc_auc(default, labels) > 0.9
+
+
+def test_pca_embedding_randomized_path_is_seeded() -> None:
+    data = np.random.default_rng(16).normal(size=(300, 300))  # flat spectrum: the seed matters
+
+    first, again = PcaEmbedding(data, n_components=5, seed=3), PcaEmbedding(data, n_components=5, seed=3)
+    other = PcaEmbedding(data, n_components=5, seed=4)
+
+    np.testing.assert_array_equal(first.components, again.components)
+    assert not np.allclose(np.abs(first.components), np.abs(other.components))

@@ -50,6 +50,31 @@ def test_roc_auc_needs_both_classes() -> None:
         roc_auc(np.arange(3.0), np.ones(3, bool))
 
 
+def _brute_force_roc(scores: np.ndarray, labels: np.ndarray) -> list[tuple[float, float, float]]:
+    # (fpr, tpr, threshold) of "member iff score >= t" for t = +inf and every distinct score.
+    return [
+        (float(np.mean(scores[~labels] >= t)), float(np.mean(scores[labels] >= t)), float(t))
+        for t in [np.inf, *sorted(set(scores.tolist()), reverse=True)]
+    ]
+
+
+def _tied_scores(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.random(400) < 0.3
+    labels[:2] = (True, False)  # both classes, whatever the seed
+    scores = rng.integers(0, 3 + 10 * seed, 400) + 0.5 * labels  # many ties for small seeds
+    return scores.astype(float), labels
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_curve_matches_brute_force_thresholds(seed: int) -> None:
+    scores, labels = _tied_scores(seed)
+
+    fpr, tpr, thresholds = roc_curve(scores, labels)
+
+    np.testing.assert_allclose(np.c_[fpr, tpr, thresholds], _brute_force_roc(scores, labels), rtol=0, atol=1e-12)
+
+
 def test_roc_curve_by_hand() -> None:
     scores = np.array([0.9, 0.8, 0.8, 0.3, 0.1])
     labels = np.array([1, 0, 1, 0, 0])
@@ -92,6 +117,27 @@ def test_tpr_at_fpr_tie_cannot_split_member_from_non_member() -> None:
     # Tied with two non-members, the second member would cost two false positives.
     scores[3] = 5.0
     assert tpr_at_fpr(scores, labels, 0.01) == (0.5, True)
+
+
+def _brute_force_tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
+    # The docstring's definition, one threshold at a time: NaN when even one false
+    # positive exceeds the target, else the best TPR among thresholds within it.
+    n0 = int((~labels).sum())
+    if 1 / n0 > target_fpr + 1e-12:
+        return math.nan
+    return max(tpr for fpr, tpr, _ in _brute_force_roc(scores, labels) if fpr <= target_fpr + 1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("target_fpr", [0.001, 0.0036, 0.01, 0.05, 0.29, 1.0])
+def test_tpr_at_fpr_matches_brute_force(seed: int, target_fpr: float) -> None:
+    scores, labels = _tied_scores(seed)
+    expected = _brute_force_tpr_at_fpr(scores, labels, target_fpr)
+
+    tpr, reachable = tpr_at_fpr(scores, labels, target_fpr)
+
+    assert reachable is not math.isnan(expected)
+    assert tpr == expected or (math.isnan(tpr) and math.isnan(expected))
 
 
 def test_tpr_at_fpr_unreachable_is_nan_and_flagged(caplog: pytest.LogCaptureFixture) -> None:
@@ -145,6 +191,48 @@ def test_bootstrap_ci_is_seeded_and_brackets_auc() -> None:
     assert first == again
     assert first[0] < roc_auc(scores, labels) < first[1]
     assert bootstrap_auc_ci(np.r_[2.0, 3.0, 0.0, 1.0], np.r_[True, True, False, False]) == (1.0, 1.0)
+
+
+def _brute_force_bootstrap_ci(scores: np.ndarray, labels: np.ndarray, n_resamples: int) -> tuple[float, float]:
+    # The stratified percentile bootstrap written out: resample members and non-members
+    # separately, score each resample by pairwise comparisons.
+    rng = np.random.default_rng(123)
+    pos, neg = scores[labels], scores[~labels]
+    aucs = []
+    for _ in range(n_resamples):
+        p, n = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
+        diff = p[:, None] - n[None, :]
+        aucs.append(((diff > 0) + 0.5 * (diff == 0)).mean())
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_bootstrap_ci_matches_a_brute_force_bootstrap() -> None:
+    # Different random streams, same distribution: the endpoints agree to Monte Carlo
+    # error (about 0.002 for 2000 resamples here).
+    rng = np.random.default_rng(6)
+    labels = np.r_[np.ones(150, bool), np.zeros(250, bool)]
+    scores = np.round(rng.normal(size=400) + 0.7 * labels, 1)  # rounded: ties too
+
+    got = bootstrap_auc_ci(scores, labels, n_resamples=2000, seed=1)
+
+    np.testing.assert_allclose(got, _brute_force_bootstrap_ci(scores, labels, 2000), atol=0.01)
+
+
+def test_bootstrap_ci_with_a_single_member() -> None:
+    # A lone member resamples to itself; only the non-members vary.
+    scores = np.r_[0.5, np.linspace(0.0, 1.0, 101)]
+    labels = np.r_[True, np.zeros(101, bool)]
+
+    low, high = bootstrap_auc_ci(scores, labels, n_resamples=500)
+
+    assert low < roc_auc(scores, labels) < high
+    assert 0.3 < low and high < 0.7
+
+
+def test_bootstrap_ci_rejects_too_few_resamples() -> None:
+    with pytest.raises(ValueError, match="n_resamples >= 2"):
+        bootstrap_auc_ci(np.r_[1.0, 0.0], np.r_[True, False], n_resamples=1)
 
 
 def test_evaluate_attack_scores_fills_result_and_flags() -> None:

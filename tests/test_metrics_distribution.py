@@ -1,4 +1,4 @@
-"""MMD and PRDC against brute-force references (the official ``prdc`` logic) and invariants."""
+"""MMD and PRDC against brute-force references, the authors' `prdc` package, and invariants."""
 
 from __future__ import annotations
 
@@ -54,6 +54,23 @@ def test_prdc_matches_reference(shift: float) -> None:
     expected = reference_prdc(real, fake, k=3)
     for name, value in expected.items():
         assert getattr(got, name) == pytest.approx(value, abs=1e-12), name
+
+
+@pytest.mark.parametrize(("n_real", "n_fake", "dim", "k", "shift"), [
+    (200, 150, 16, 5, 0.0), (120, 300, 8, 3, 0.5), (300, 300, 64, 5, 0.2), (50, 60, 2, 1, 0.2),
+])
+def test_prdc_matches_naeem_reference_package(n_real: int, n_fake: int, dim: int, k: int, shift: float) -> None:
+    # The authors' own implementation (pip package ``prdc``), on random features.
+    compute_prdc = pytest.importorskip("prdc").compute_prdc
+    rng = np.random.default_rng(n_real + dim)
+    real = rng.standard_normal((n_real, dim))
+    fake = 1.2 * rng.standard_normal((n_fake, dim)) + shift
+
+    got = prdc(real, fake, nearest_k=k, block_size=64)  # several blocks
+    expected = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+
+    for name in ("precision", "recall", "density", "coverage"):
+        assert getattr(got, name) == pytest.approx(float(expected[name]), abs=1e-6), name
 
 
 def test_prdc_identical_sets_are_perfect() -> None:

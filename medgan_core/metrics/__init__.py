@@ -1,4 +1,4 @@
-"""Utility metrics for synthetic ECG beats and chest X-rays (pure numpy/scipy/torch, no Flower).
+"""Utility metrics for synthetic ECG beats and chest X-rays (numpy/scipy/scikit-learn/torch, no Flower).
 
 * :mod:`.dtw` - exact and Sakoe-Chiba banded DTW, all-pairs matrices, nearest-neighbour DTW.
 * :mod:`.frechet` - Fréchet distance with an injected feature extractor (FID-style).

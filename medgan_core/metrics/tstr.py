@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
-from scipy.stats import rankdata
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 from torch import nn
 
 __all__ = ["ClassifierScores", "SmallClassifier", "evaluate_classifier", "train_classifier", "tstr_trtr"]
@@ -64,32 +63,27 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, epoc
     return model.eval()
 
 
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ClassifierScores:
+    """Scores of ``model`` on labelled records ``x`` (B, 1, ...) with classes ``y`` (B,).
+
+    Balanced accuracy averages the recall of the classes present in ``y``; macro F1
+    averages over all the model's classes, 0 for a class never predicted correctly;
+    AUROC ranks the last class against the rest (for N vs V: how well V is ranked above
+    N) and is NaN when ``y`` lacks either side.
+    """
     with torch.no_grad():
         probs = torch.softmax(model(x), dim=1).numpy()
     truth = y.numpy()
     pred = probs.argmax(1)
-    classes = range(probs.shape[1])
-    recalls, f1s = [], []
-    for c in classes:
-        tp = float(((pred == c) & (truth == c)).sum())
-        support, predicted = float((truth == c).sum()), float((pred == c).sum())
-        if support:
-            recalls.append(tp / support)
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-    # AUROC of the last class vs the rest (for N vs V: how well V is ranked above N).
-    auroc = _auroc(probs[:, -1], truth == probs.shape[1] - 1)
-    return ClassifierScores(float(np.mean(recalls)), auroc, float(np.mean(f1s)), int(len(truth)))
+    classes = list(range(probs.shape[1]))
+    last = truth == classes[-1]
+    auroc = float(roc_auc_score(last, probs[:, -1])) if 0 < last.sum() < len(last) else float("nan")
+    return ClassifierScores(
+        balanced_accuracy=float(balanced_accuracy_score(truth, pred)),
+        auroc=auroc,
+        macro_f1=float(f1_score(truth, pred, labels=classes, average="macro", zero_division=0.0)),
+        num_test=int(len(truth)),
+    )
 
 
 def tstr_trtr(*, synthetic: tuple[torch.Tensor, torch.Tensor], real_train: tuple[torch.Tensor, torch.Tensor],

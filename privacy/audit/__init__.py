@@ -1,7 +1,7 @@
 """Membership-inference audits of synthetic data: attacks, metrics, one-run epsilon bounds.
 
-Pure numpy/scipy/torch/matplotlib; never imports Flower, the client or the server, so an
-audit can be rerun offline on saved samples and scores.
+numpy/scipy/scikit-learn/torch/matplotlib; never imports Flower, the client or the server,
+so an audit can be rerun offline on saved samples and scores.
 """
 
 from privacy.audit.attacks import (

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.stats import gaussian_kde
+from sklearn.decomposition import PCA
 
 from privacy.audit.base import MembershipAttack, as_flat_samples, record_shape
 
@@ -31,7 +32,7 @@ _EXACT_SVD_MAX_RANK = 256
 
 
 class PcaEmbedding:
-    """Principal-component projection fitted with numpy SVD (no sklearn).
+    """Principal-component projection, scikit-learn's ``PCA`` fitted once.
 
     Small inputs use an exact SVD. Larger ones use the randomized range finder with power
     iterations (Halko, Martinsson & Tropp 2011), seeded so audits are reproducible. Only
@@ -57,12 +58,14 @@ class PcaEmbedding:
                 f"values allow 1..{max_k}; lower n_components or pass more reference records"
             )
         self.record_shape = record_shape(data)
-        self.mean = flat.mean(axis=0)  # (D,)
-        self.components = _top_right_singular_vectors(flat - self.mean, n_components, seed)  # (k, D)
+        solver = "full" if min(flat.shape) <= _EXACT_SVD_MAX_RANK else "randomized"
+        self._pca = PCA(n_components=n_components, svd_solver=solver, random_state=seed).fit(flat)
+        self.mean: np.ndarray = self._pca.mean_  # (D,)
+        self.components: np.ndarray = self._pca.components_  # (k, D)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         flat = as_flat_samples(x, name="records to embed", like=self.record_shape)
-        return (flat - self.mean) @ self.components.T  # (N, k)
+        return self._pca.transform(flat)  # (N, k)
 
 
 class DomiasAttack(MembershipAttack):
@@ -114,16 +117,6 @@ class DomiasAttack(MembershipAttack):
         if not np.all(np.isfinite(z)):
             raise ValueError(f"embed returned NaN or infinite features for {name}")
         return z
-
-
-def _top_right_singular_vectors(a: np.ndarray, k: int, seed: int) -> np.ndarray:
-    if min(a.shape) <= _EXACT_SVD_MAX_RANK:
-        return np.linalg.svd(a, full_matrices=False)[2][:k]
-    rng = np.random.default_rng(seed)
-    q = np.linalg.qr(a @ rng.standard_normal((a.shape[1], k + 10)))[0]  # (N, l) range basis
-    for _ in range(4):  # power iterations sharpen the split from the trailing spectrum
-        q = np.linalg.qr(a @ np.linalg.qr(a.T @ q)[0])[0]
-    return np.linalg.svd(q.T @ a, full_matrices=False)[2][:k]  # (k, D)
 
 
 def _fit_kde(z: np.ndarray, bw_method: str | float | None, name: str) -> gaussian_kde:

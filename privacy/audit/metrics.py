@@ -1,10 +1,10 @@
 """Membership-inference metrics: ROC AUC with uncertainty, ROC points, TPR at low FPR.
 
-Pure numpy/scipy (no sklearn). Labels are booleans, ``True`` for training members;
-scores follow the attack convention, higher means "more likely a member". TPR at a low
-FPR is the headline number (Carlini et al., "Membership inference attacks from first
-principles", 2022): an attack that confidently identifies a few members is a real
-privacy failure even when its AUC is close to 0.5.
+ROC points and the AUC come from scikit-learn, the bootstrap from ``scipy.stats``. Labels
+are booleans, ``True`` for training members; scores follow the attack convention, higher
+means "more likely a member". TPR at a low FPR is the headline number (Carlini et al.,
+"Membership inference attacks from first principles", 2022): an attack that confidently
+identifies a few members is a real privacy failure even when its AUC is close to 0.5.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import bootstrap, mannwhitneyu
+from sklearn import metrics as skm
 
 from privacy.audit.plotting import plot_roc
 
@@ -53,7 +54,7 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC via the Mann-Whitney U statistic; ties count one half.
+    """ROC AUC (scikit-learn): P(member scores above a non-member), ties counting one half.
 
     Args:
         scores: ``(N,)`` attack scores.
@@ -66,9 +67,7 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
         ValueError: on malformed input or when one class is empty.
     """
     s, y = _check(scores, labels)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    ranks = rankdata(s)  # average ranks give ties exactly half credit
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+    return float(skm.roc_auc_score(y, s))
 
 
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,14 +85,9 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
         ValueError: on malformed input or when one class is empty.
     """
     s, y = _check(scores, labels)
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s) - 1]
-    tps = np.cumsum(y_sorted)[last_of_tie]
-    fps = last_of_tie + 1 - tps
-    fpr = np.r_[0.0, fps / (~y).sum()]
-    tpr = np.r_[0.0, tps / y.sum()]
-    return fpr, tpr, np.r_[np.inf, s_sorted[last_of_tie]]
+    # Keep every distinct score: the audit report stores the whole curve, and
+    # tpr_at_fpr must see the point just before each extra false positive.
+    return skm.roc_curve(y, s, drop_intermediate=False)
 
 
 def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> tuple[float, bool]:
@@ -205,7 +199,7 @@ def bootstrap_auc_ci(
     Args:
         scores: ``(N,)`` attack scores.
         labels: ``(N,)`` membership, ``True`` for members.
-        n_resamples: number of bootstrap resamples.
+        n_resamples: number of bootstrap resamples, at least 2.
         confidence: two-sided coverage, e.g. 0.95 for the 2.5/97.5 percentiles.
         seed: seed of the resampling generator, for reproducible reports.
 
@@ -215,20 +209,25 @@ def bootstrap_auc_ci(
     Raises:
         ValueError: on malformed input or parameters.
     """
-    if n_resamples < 1 or not 0.0 < confidence < 1.0:
-        raise ValueError(f"need n_resamples >= 1 and confidence in (0, 1), got {n_resamples}, {confidence}")
+    if n_resamples < 2 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need n_resamples >= 2 and confidence in (0, 1), got {n_resamples}, {confidence}")
     s, y = _check(scores, labels)
-    pos, neg = s[y], s[~y]
-    rng = np.random.default_rng(seed)
-    aucs = np.empty(n_resamples)
-    for b in range(n_resamples):
-        p = pos[rng.integers(0, len(pos), len(pos))]
-        n = np.sort(neg[rng.integers(0, len(neg), len(neg))])
-        lo, hi = np.searchsorted(n, p, "left"), np.searchsorted(n, p, "right")
-        aucs[b] = (lo + 0.5 * (hi - lo)).sum() / (len(p) * len(n))
-    tail = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(aucs, [tail, 100.0 - tail])
-    return float(low), float(high)
+    # scipy resamples each sample separately (stratified) but needs two records in each; a
+    # lone record resamples to itself, and two copies of it give the same AUC every time.
+    members, non_members = (np.repeat(x, 2) if len(x) == 1 else x for x in (s[y], s[~y]))
+    result = bootstrap(
+        (members, non_members), _mann_whitney_auc, n_resamples=n_resamples, batch=100,
+        vectorized=True, confidence_level=confidence, method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _mann_whitney_auc(members: np.ndarray, non_members: np.ndarray, axis: int = -1) -> np.ndarray:
+    # U / (n1 n0) is the AUC, ties counting one half; unlike roc_auc_score it is
+    # vectorised over a batch of resamples.
+    u = mannwhitneyu(members, non_members, axis=axis, method="asymptotic").statistic
+    return u / (members.shape[axis] * non_members.shape[axis])
 
 
 @dataclass(frozen=True)
