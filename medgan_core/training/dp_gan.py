@@ -41,7 +41,7 @@ import logging
 import secrets
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Hashable, Sequence
 
 import torch
 from opacus import PrivacyEngine
@@ -52,6 +52,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 from medgan_core.training import grad_samplers  # noqa: F401  (registers the faster Conv1d sampler)
+
+if TYPE_CHECKING:
+    from medgan_core.training.patient_dp import PatientDPSettings
 
 __all__ = ["DPSettings", "LocalTrainingConfig", "LocalTrainingResult", "WassersteinLoss", "train_local_gan"]
 
@@ -180,9 +183,10 @@ def train_local_gan(
     beats: torch.Tensor,
     labels: torch.Tensor,
     config: LocalTrainingConfig,
-    dp: DPSettings | None,
+    dp: DPSettings | PatientDPSettings | None,
     fake_label_prior: torch.Tensor | None = None,
     progress: ProgressFn | None = None,
+    patient_ids: Sequence[Hashable] | None = None,
 ) -> LocalTrainingResult:
     """Run ``config.local_steps`` discriminator+generator steps on one site's data.
 
@@ -192,7 +196,8 @@ def train_local_gan(
         labels: (N,) class indices.
         config: Steps, batch size, learning rates, seed.
         dp: DP-SGD settings, or ``None`` for non-private training (a control, never the
-            default in a federation).
+            default in a federation). A :class:`~medgan_core.training.patient_dp.PatientDPSettings`
+            makes the patient the unit (``patient_dp.train_local_gan_per_patient``).
         fake_label_prior: (num_classes,) class probabilities for the fakes of the
             discriminator and generator steps; must not be computed from the data
             without DP. ``None`` means uniform. The generator step uses it too: a site
@@ -200,14 +205,28 @@ def train_local_gan(
             generator's pathway for that class little, or federated averaging mixes a
             well-trained rare class with noise from the sites that barely have it.
         progress: Called as ``progress(step, total_steps, metrics)`` every few steps.
+        patient_ids: (N,) the patient of each record; required with patient-level ``dp``
+            and refused otherwise (record-level DP says nothing about patients).
 
     Returns:
         Mean losses over the last steps, and the DP history to record in the ledger.
 
     Raises:
         ConfigError: fewer samples than a batch, or an unknown ``gan.loss`` / a
-            ``"wasserstein"`` critic without ``enforce_lipschitz()``.
+            ``"wasserstein"`` critic without ``enforce_lipschitz()``; ``patient_ids``
+            without patient-level ``dp`` or the reverse.
     """
+    from medgan_core.training import patient_dp  # imports this module: not at the top
+
+    if isinstance(dp, patient_dp.PatientDPSettings):
+        if patient_ids is None:
+            raise ConfigError("patient-level DP needs patient_ids, one per record")
+        return patient_dp.train_local_gan_per_patient(
+            gan=gan, beats=beats, labels=labels, patient_ids=patient_ids, config=config, dp=dp,
+            fake_label_prior=fake_label_prior, progress=progress)
+    if patient_ids is not None:
+        raise ConfigError("patient_ids are used only by patient-level DP: pass dp=PatientDPSettings(...), "
+                          "or drop patient_ids for record-level DP")
     if len(beats) < config.batch_size:
         raise ConfigError(
             f"site has {len(beats)} samples, fewer than batch_size={config.batch_size}; lower batch-size"
