@@ -133,8 +133,11 @@ def site_report(site: SiteConfig) -> str:
     if len(data.labels) == 0:
         where = site.data_paths[0] if len(site.data_paths) == 1 else f"{Path(site.data_paths[0]).parent} ({len(site.data_paths)} records)"
         raise ConfigError(f"{site.site_id}: no usable record in {where}; what was found:\n" + "\n".join(lines))
-    unit = "one beat" if site.modality == "ecg" else "one image"
-    lines.append(f"privacy budget: epsilon {site.target_epsilon:g} per record ({unit}, not one patient), "
+    record = "one beat" if site.modality == "ecg" else "one image"
+    unit = ("patient (all of a person's records)" if site.privacy_unit == "patient" else
+            f"record ({record}, not one patient)" if site.privacy_unit == "record" else
+            f"record ({record}) or patient, as the run asks (set [privacy] unit to fix it)")
+    lines.append(f"privacy budget: epsilon {site.target_epsilon:g} per {unit}, "
                  f"delta {site.target_delta:g} (ledger {site.ledger_path}): {_spent(site)}")
     lines.append(f"limits: at most {site.max_local_steps} local steps per round; non-private training "
                  + ("allowed" if site.allow_non_private else "refused"))

@@ -39,6 +39,14 @@ class RunConfig:
     max_grad_norm: float = 1.0
     label_prior_noise: float = 20.0
     dp_enabled: bool = True
+    # What one unit of each site's (epsilon, delta) protects: "record" (one beat or image),
+    # "patient" (all of a person's records: user-level DP-SGD), or "auto" = the modality's
+    # default (ECG record, X-ray patient). A site's own [privacy] unit wins.
+    privacy_unit: str = "auto"
+    # Patient-level DP only: expected patients Poisson-sampled per discriminator step, and
+    # at most this many of a sampled patient's records in that step.
+    patients_per_step: int = 64
+    records_per_patient: int = 2
     grad_sample_mode: str = "hooks"
     seed: int = 42
     run_dir: str = "runs/ecg"
@@ -100,6 +108,13 @@ class RunConfig:
         if not self.site_record_groups():
             raise ConfigError("run-config: site-records is empty; list each site's records, '|' between sites")
 
+    @property
+    def unit(self) -> str:
+        """The privacy unit this run asks for, ``auto`` resolved by modality."""
+        if self.privacy_unit != "auto":
+            return self.privacy_unit
+        return "patient" if self.modality == "xray" else "record"
+
     def site_record_groups(self) -> list[list[str]]:
         return [group.split() for group in self.site_records.split("|") if group.strip()]
 
@@ -126,6 +141,9 @@ _RULES: dict[str, Rule] = {
     "max_grad_norm": finite_in(0.0, 1e6, low_open=True),
     "label_prior_noise": finite_in(0.0, 1e6, low_open=True),
     "dp_enabled": Rule(bool),
+    "privacy_unit": one_of("auto", "record", "patient"),
+    "patients_per_step": positive_int(100_000),
+    "records_per_patient": positive_int(10_000),
     "grad_sample_mode": one_of("hooks", "ghost"),
     "seed": non_negative_int(2**31 - 1),
     "run_dir": Rule(str, lambda v: bool(v.strip()), "a non-empty path"),

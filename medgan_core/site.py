@@ -31,7 +31,11 @@ from medgan_core.schema import Rule, coerce, finite_in, positive_int
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
+from medgan_core.training.patient_dp import PatientDPSettings
 from privacy.accounting import noise_multiplier_for_target
+from privacy.feasibility import MAX_NOISE_TO_SIGNAL, PatientFeasibility, patient_level_feasibility
+from privacy.patient_release import class_prior, patient_summary, public_patient_count
+from privacy.patient_release import ledger_entry as patient_ledger_entry
 from privacy.ledger import PrivacyBudgetExceeded, PrivacyLedger
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "split_xray_patients",
     "NonPrivateRefused",
     "SizeRelease",
+    "patient_feasibility",
     "train_round",
     "xray_share_weights",
 ]
@@ -82,6 +87,8 @@ class SiteConfig:
             in the site's directory. TOML ``[release] audit``; off by default.
         audit_noise_multiplier: Noise of that release, per AUC (sensitivity 1, see
             :func:`medgan_core.audit.release_audit`).
+        privacy_unit: ``[privacy] unit`` ("record" or "patient"): the site's own choice of DP
+            unit, which wins over the run's ``privacy-unit``; ``None`` follows the run.
         insecure_seed: Tests only: a fixed seed for the DP noise and sampling, which makes
             rounds replayable by anyone who knows it. Set only from the site's environment
             (:data:`INSECURE_SEED_VARIABLE`) and only for simulated sites.
@@ -101,6 +108,11 @@ class SiteConfig:
     release_audit: bool = False
     audit_noise_multiplier: float = 10.0
     insecure_seed: int | None = None
+    privacy_unit: str | None = None
+
+    def unit(self, run: RunConfig) -> str:
+        """The DP unit this site trains with: its own ``[privacy] unit`` wins over the run's."""
+        return self.privacy_unit or run.unit
 
     @property
     def state_dir(self) -> Path:
@@ -167,6 +179,8 @@ class SiteConfig:
             release_audit=bool(value("release", "audit", Rule(bool), False)),
             audit_noise_multiplier=float(value("release", "audit-noise-multiplier",  # type: ignore[arg-type]
                                                finite_in(1.0, 1e4), 10.0)),
+            privacy_unit=value("privacy", "unit", Rule(str, lambda v: v in ("record", "patient"),  # type: ignore[arg-type]
+                                                       "'record' or 'patient'"), None),
         )
 
     @classmethod
@@ -209,7 +223,7 @@ _REQUIRED = object()
 _SITE_KEYS: dict[str, tuple[str, ...]] = {
     "site": ("id",),
     "data": ("modality", "dir", "records"),
-    "privacy": ("target-epsilon", "target-delta", "ledger"),
+    "privacy": ("target-epsilon", "target-delta", "ledger", "unit"),
     "limits": ("max-local-steps", "allow-non-private"),
     "audit": ("records",),
     "release": ("audit", "audit-noise-multiplier"),
@@ -294,6 +308,13 @@ class SiteData:
     labels: torch.Tensor  # (N,)
     class_names: tuple[str, ...]
     report: DataReport
+    # (N,) the patient of each record: the unit of patient-level DP. ECG: the record name
+    # (one MIT-BIH record is one patient); X-ray: the patient id in the file name.
+    patient_ids: tuple[str, ...] = ()
+
+    @property
+    def num_patients(self) -> int:
+        return len(set(self.patient_ids))
 
 
 @functools.lru_cache(maxsize=8)
@@ -306,14 +327,18 @@ def load_site_data(modality: str, data_paths: tuple[str, ...], image_size: int =
     if modality == "ecg":
         beats, report = load_ecg_records(list(data_paths), EcgConfig())
         samples = torch.from_numpy(beats.beats).unsqueeze(1)
-        return SiteData(samples, torch.from_numpy(beats.labels), beats.class_names, report)
+        return SiteData(samples, torch.from_numpy(beats.labels), beats.class_names, report,
+                        tuple(str(r) for r in beats.record_ids))
     if modality == "xray":
         images, labels, patients, report = _xray_folder(data_paths[0], image_size)
+        patients = [str(p) for p in patients]
         if patient_share is not None:
             chosen = patient_share.select(patients)
             images, labels = images[chosen], np.asarray(labels)[chosen]
+            patients = [patients[i] for i in chosen]
         samples = torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1)  # [0,1] -> [-1,1]
-        return SiteData(samples, torch.from_numpy(np.asarray(labels)).long(), ("NORMAL", "PNEUMONIA"), report)
+        return SiteData(samples, torch.from_numpy(np.asarray(labels)).long(), ("NORMAL", "PNEUMONIA"), report,
+                        tuple(patients))
     raise ConfigError(f"unknown modality {modality!r}; use 'ecg' or 'xray'")
 
 
@@ -357,27 +382,37 @@ class SizeRelease:
     # The ledger entry that charged this release: a release whose charge is not in the
     # site's ledger (a deleted or swapped ledger) is refused rather than reused for free.
     charged_entry: str = ""
+    # "record": noisy record counts per class (sensitivity 1). "patient": the bounded patient
+    # summary of privacy.patient_release, K weighted class components then the patient
+    # count (sensitivity sqrt 2); its public size is the number of patients.
+    unit: str = "record"
 
     @property
     def prior(self) -> torch.Tensor:
+        if self.unit == "patient":
+            return torch.from_numpy(class_prior(self.noisy_counts))
         counts = torch.tensor(self.noisy_counts, dtype=torch.float64).clamp(min=1.0)
         return counts / counts.sum()
 
     @property
     def public_size(self) -> int:
+        if self.unit == "patient":
+            return public_patient_count(self.noisy_counts)
         return max(1, round(sum(max(c, 0.0) for c in self.noisy_counts)))
 
     def to_json(self) -> str:
         return json.dumps({"noisy_counts": list(self.noisy_counts), "noise_std": self.noise_std,
                            "class_names": list(self.class_names), "prior": self.prior.tolist(),
-                           "public_size": self.public_size, "charged_entry": self.charged_entry}, indent=2)
+                           "public_size": self.public_size, "charged_entry": self.charged_entry,
+                           "unit": self.unit}, indent=2)
 
     @classmethod
     def read(cls, path: Path) -> "SizeRelease":
         try:
             raw = json.loads(path.read_text())
             release = cls(tuple(float(c) for c in raw["noisy_counts"]), float(raw["noise_std"]),
-                          tuple(str(c) for c in raw["class_names"]), str(raw.get("charged_entry", "")))
+                          tuple(str(c) for c in raw["class_names"]), str(raw.get("charged_entry", "")),
+                          str(raw.get("unit", "record")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"{path}: not a readable class-count release ({exc}); it is part of the site's privacy state: "
@@ -388,8 +423,9 @@ class SizeRelease:
         return release
 
 
-#: File beside the ledger holding the site's one :class:`SizeRelease`.
+#: Files beside the ledger holding the site's :class:`SizeRelease`, one per DP unit.
 SIZE_RELEASE_FILE = "label_prior.json"
+PATIENT_RELEASE_FILE = "patient_release.json"
 
 
 def train_round(
@@ -427,32 +463,85 @@ def train_round(
     # as busy), and a crash at any point leaves the spend counted, never lost.
     with PrivacyLedger.locked(site.ledger_path, target_epsilon=site.target_epsilon,
                               target_delta=site.target_delta) as ledger:
-        release = _size_release(site, run, data, ledger, run_id)
-        if release.public_size < run.batch_size:
-            raise ConfigError(f"{site.site_id}: its released size {release.public_size} is below "
-                              f"batch-size={run.batch_size}; lower batch-size")
-        sample_rate = run.batch_size / release.public_size
-        noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
-            ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+        unit = site.unit(run)
+        release = _size_release(site, run, data, ledger, run_id, unit)
+        if unit == "patient":
+            dp, sample_rate, noise = _patient_dp(site, run, release, ledger, server_round, local_steps)
+        else:
+            if release.public_size < run.batch_size:
+                raise ConfigError(f"{site.site_id}: its released size {release.public_size} is below "
+                                  f"batch-size={run.batch_size}; lower batch-size")
+            sample_rate = run.batch_size / release.public_size
+            noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
+                ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+            dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm,
+                            grad_sample_mode=run.grad_sample_mode)
         ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
-        dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm,
-                        grad_sample_mode=run.grad_sample_mode)
         charged = ledger.charge(run_id=run_id, server_round=server_round, noise_multiplier=noise,
-                                sample_rate=sample_rate, steps=local_steps)
+                                sample_rate=sample_rate, steps=local_steps, unit=unit)
 
         def progress(step: int, total: int, metrics: dict[str, float]) -> None:
-            logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon %.3f per record "
+            logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon %.3f per %s "
                         "(this round charged)", server_round, site.site_id, step, total, metrics["d_loss"],
-                        metrics["g_loss"], ledger.epsilon_spent())
+                        metrics["g_loss"], ledger.epsilon_spent(), ledger.unit)
 
-        config = _local_config(run, local_steps, seed, public_dataset_size=release.public_size)
+        patient_level = unit == "patient"
+        config = _local_config(run, local_steps, seed,
+                               public_dataset_size=None if patient_level else release.public_size)
         result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
-                                 fake_label_prior=release.prior, progress=progress)
+                                 fake_label_prior=release.prior, progress=progress,
+                                 patient_ids=data.patient_ids if patient_level else None)
         # A history that does not fit the charge raises here: the update then never leaves.
         entry = ledger.settle(charged, result.dp_history)
-        logger.info("round %d | %s | released update, epsilon %.3f of %.3f per record (delta %g)",
-                    server_round, site.site_id, entry.epsilon_after, ledger.target_epsilon, ledger.target_delta)
+        logger.info("round %d | %s | released update, epsilon %.3f of %.3f per %s (delta %g)", server_round,
+                    site.site_id, entry.epsilon_after, ledger.target_epsilon, ledger.unit, ledger.target_delta)
     return gan_state(gan), _train_reply(float(release.public_size), entry.epsilon_after, result, noise)
+
+
+def _patient_dp(site: SiteConfig, run: RunConfig, release: SizeRelease, ledger: PrivacyLedger,
+                server_round: int, local_steps: int) -> tuple[PatientDPSettings, float, float]:
+    """Patient-level DP-SGD settings from the public patient count P' (charged release).
+
+    Every decision here uses only P', the configuration and the ledger, so a refusal
+    reveals nothing uncharged. Refuses when the noise the budget needs would drown the
+    signal (:func:`privacy.feasibility.patient_level_feasibility`): training into noise
+    spends budget for nothing.
+    """
+    patients, m = release.public_size, run.patients_per_step
+    if run.grad_sample_mode == "ghost":
+        raise ConfigError("grad-sample-mode='ghost' cannot combine per-record gradients per patient; "
+                          "use grad-sample-mode='hooks' with privacy-unit='patient'")
+    if patients < m:
+        raise ConfigError(f"{site.site_id}: its released patient count {patients} is below patients-per-step={m}; "
+                          "lower patients-per-step")
+    sample_rate = m / patients
+    noise = run.noise_multiplier if run.noise_multiplier > 0 else _derive_noise(
+        ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+    if noise / m > MAX_NOISE_TO_SIGNAL:
+        raise ConfigError(
+            f"{site.site_id}: patient-level DP is infeasible here: {patients} patients, {m} per step, need noise "
+            f"multiplier {noise:.2f}, i.e. noise {noise / m:.3f}x the clipped signal per step (limit "
+            f"{MAX_NOISE_TO_SIGNAL}); fix: more patients per site, fewer steps or rounds, a larger budget, or "
+            "privacy-unit='record'")
+    dp = PatientDPSettings(noise_multiplier=noise, public_patient_count=patients, expected_patients_per_step=m,
+                           records_per_patient=run.records_per_patient, max_grad_norm=run.max_grad_norm,
+                           grad_sample_mode=run.grad_sample_mode)
+    return dp, sample_rate, noise
+
+
+def patient_feasibility(site: SiteConfig, run: RunConfig) -> PatientFeasibility:
+    """Whether patient-level DP can train usefully at this site, from its own patient count.
+
+    A local check for the site's operator and the simulation's researcher (``medgan site
+    check``, ``medgan simulate``), made before anything is spent; nothing of it is released.
+    """
+    data = _site_training_data(site, run)
+    return patient_level_feasibility(
+        patients=data.num_patients, expected_patients_per_step=run.patients_per_step,
+        local_steps=min(run.local_steps, site.max_local_steps), rounds=run.num_server_rounds,
+        target_epsilon=site.target_epsilon, delta=site.target_delta,
+        history=[patient_ledger_entry(run.label_prior_noise)],
+    )
 
 
 def _local_config(run: RunConfig, local_steps: int, seed: int | None, *,
@@ -492,14 +581,16 @@ def _class_counts(data: SiteData) -> torch.Tensor:
 
 
 def _size_release(site: SiteConfig, run: RunConfig, data: SiteData, ledger: PrivacyLedger,
-                  run_id: str) -> SizeRelease:
-    """The site's :class:`SizeRelease`: read back if made before, else made once and charged.
+                  run_id: str, unit: str = "record") -> SizeRelease:
+    """The site's :class:`SizeRelease` for ``unit``: read back if made before, else made once and charged.
 
-    Recorded in the ledger as one full-batch Gaussian step (``(sigma, 1, 1)``) before the
-    file is written, so a crash in between over-counts; kept beside the ledger so later
-    rounds and runs reuse it at no further cost.
+    Record level: the class counts, sensitivity 1, charged as ``(sigma, 1, 1)``. Patient
+    level: the bounded patient summary (:mod:`privacy.patient_release`), sensitivity
+    sqrt(2) whatever a patient's number of records, charged as ``(sigma / sqrt 2, 1, 1)``.
+    Recorded in the ledger before the file is written, so a crash in between over-counts;
+    kept beside the ledger so later rounds and runs reuse it at no further cost.
     """
-    path = site.state_dir / SIZE_RELEASE_FILE
+    path = site.state_dir / (PATIENT_RELEASE_FILE if unit == "patient" else SIZE_RELEASE_FILE)
     if path.exists():
         release = SizeRelease.read(path)
         if release.charged_entry not in {e.entry_hash for e in ledger.entries if e.purpose == "label-prior"}:
@@ -509,15 +600,24 @@ def _size_release(site: SiteConfig, run: RunConfig, data: SiteData, ledger: Priv
                 "delete this file so the counts are released (and charged) again"
             )
         return release
-    sigma = run.label_prior_noise
-    ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=1)
-    noise = torch.randn(len(data.class_names), dtype=torch.float64, generator=_secret_generator())
-    noisy = tuple((_class_counts(data) + noise * sigma).tolist())
-    entry = ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, 1)], purpose="label-prior")
-    release = SizeRelease(noisy, float(sigma), data.class_names, charged_entry=entry.entry_hash)
+    std = run.label_prior_noise
+    if unit == "patient":
+        exact = torch.from_numpy(patient_summary(labels=data.labels.tolist(), patient_ids=data.patient_ids,
+                                                 num_classes=len(data.class_names),
+                                                 records_per_patient=run.records_per_patient))
+        history = patient_ledger_entry(std)
+    else:
+        exact, history = _class_counts(data), (std, 1.0, 1)
+    ledger.check_can_spend(noise_multiplier=history[0], sample_rate=history[1], steps=history[2])
+    noise = torch.randn(len(exact), dtype=torch.float64, generator=_secret_generator())
+    noisy = tuple((exact.double() + noise * std).tolist())
+    entry = ledger.record(run_id=run_id, server_round=0, history=[history], purpose="label-prior", unit=unit)
+    release = SizeRelease(noisy, float(std), data.class_names, charged_entry=entry.entry_hash, unit=unit)
     atomic_write_text(path, release.to_json())
-    logger.info("%s: released class counts with Gaussian noise std %.1f (prior %s, public size %d)",
-                site.site_id, sigma, [round(p, 4) for p in release.prior.tolist()], release.public_size)
+    logger.info("%s: released %s with Gaussian noise std %.1f (prior %s, public %s %d)", site.site_id,
+                "its bounded patient summary" if unit == "patient" else "its class counts", std,
+                [round(p, 4) for p in release.prior.tolist()], "patient count" if unit == "patient" else "size",
+                release.public_size)
     return release
 
 
@@ -566,7 +666,9 @@ def _site_training_data(site: SiteConfig, run: RunConfig) -> SiteData:
     from medgan_core.audit import with_included_canaries  # the audit module imports this one
 
     samples, labels = with_included_canaries(data.samples, data.labels, run)
-    return SiteData(samples, labels, data.class_names, data.report)
+    # Each canary is its own synthetic patient, so the patient-level audit unit is the canary.
+    canary_ids = tuple(f"canary-{i}" for i in range(len(samples) - len(data.samples)))
+    return SiteData(samples, labels, data.class_names, data.report, data.patient_ids + canary_ids)
 
 
 def training_records(site: SiteConfig, run: RunConfig) -> SiteData:

@@ -85,7 +85,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LOCK_TIMEOUT = 60.0
 # Files a site keeps beside its ledger because they were released under it: without the
 # ledger that charged them, reusing them would be a release nobody paid for.
-LEDGER_BOUND_FILES = ("label_prior.json",)
+LEDGER_BOUND_FILES = ("label_prior.json", "patient_release.json")
 
 
 def lock_path(path: str | Path) -> Path:
@@ -302,6 +302,14 @@ class PrivacyLedger:
         return [(e.noise_multiplier, e.sample_rate, e.steps) for e in self._state.entries]
 
     # ------------------------------------------------------------------ accounting
+    @property
+    def unit(self) -> str:
+        """The unit the spend is guaranteed for: "patient" only if every release was
+        patient-level (a record-level release bounds a patient only through group privacy);
+        an empty ledger answers "record", the weaker claim."""
+        units = {e.unit for e in self.entries}
+        return "patient" if units == {"patient"} else "record"
+
     def epsilon_spent(self) -> float:
         """RDP epsilon of every entry, pending ones included, as of this handle's last read."""
         head = self.head_hash
@@ -338,7 +346,7 @@ class PrivacyLedger:
 
     # ------------------------------------------------------------------ releases
     def charge(self, *, run_id: str, server_round: int, noise_multiplier: float, sample_rate: float, steps: int,
-               purpose: str = "dp-sgd") -> LedgerEntry:
+               purpose: str = "dp-sgd", unit: str = "record") -> LedgerEntry:
         """Durably append a PENDING entry for a planned release, before training starts.
 
         Checked against the history re-read under the lock. Until :meth:`settle`, the
@@ -357,7 +365,7 @@ class PrivacyLedger:
             projected = self.check_can_spend(noise_multiplier=planned[0], sample_rate=planned[1], steps=planned[2])
             entry = self._append(LedgerEntry(
                 run_id=run_id, server_round=server_round, noise_multiplier=planned[0], sample_rate=planned[1],
-                steps=planned[2], epsilon_after=projected, purpose=purpose, status=PENDING))
+                steps=planned[2], epsilon_after=projected, purpose=purpose, status=PENDING, unit=unit))
         self._charged.add(entry.entry_hash)
         return entry
 
@@ -411,7 +419,7 @@ class PrivacyLedger:
         return settled
 
     def record(self, *, run_id: str, server_round: int, history: Sequence[HistoryEntry],
-               purpose: str = "dp-sgd") -> LedgerEntry:
+               purpose: str = "dp-sgd", unit: str = "record") -> LedgerEntry:
         """Charge and settle one release in one step, after training and before the release.
 
         ``history`` is the accountant's history for the release (normally a single
@@ -429,7 +437,8 @@ class PrivacyLedger:
         with self._exclusive():
             projected = self.check_can_spend(noise_multiplier=sigma, sample_rate=rate, steps=steps)
             return self._append(LedgerEntry(run_id=run_id, server_round=server_round, noise_multiplier=sigma,
-                                            sample_rate=rate, steps=steps, epsilon_after=projected, purpose=purpose))
+                                            sample_rate=rate, steps=steps, epsilon_after=projected, purpose=purpose,
+                                            unit=unit))
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager

@@ -62,6 +62,8 @@ PURPOSES = (
     "label-prior",    # the one Gaussian release of the site's class counts (q = 1, one step)
     "audit-release",  # a DP release of audit statistics computed on the site's records
 )
+#: The units a release can protect, weakest first.
+UNITS = ("record", "patient")
 PENDING, SETTLED = "pending", "settled"
 
 _RESTORE = "restore it from backup; never edit a ledger"
@@ -108,6 +110,10 @@ class LedgerEntry:
     status: str = SETTLED
     planned_steps: int | None = None
     entry_hash: str = ""
+    # What one unit of the (epsilon, delta) guarantee is for this release: one "record"
+    # (a beat, an image) or one "patient" (all of a person's records). A patient-level
+    # release is also record-level; a record-level one says nothing useful per patient.
+    unit: str = "record"
 
     def __post_init__(self) -> None:
         sigma, rate, steps = validate_history_entry(self.noise_multiplier, self.sample_rate, self.steps)
@@ -124,6 +130,7 @@ class LedgerEntry:
                f"planned_steps={planned!r} must be an integer >= steps={steps}")
         _check(self.status == SETTLED or planned == steps, "a pending entry counts its planned steps")
         _check(isinstance(self.entry_hash, str), "entry_hash must be a string")
+        _check(self.unit in UNITS, f"unit={self.unit!r} must be one of {', '.join(UNITS)}")
         for name, value in (("noise_multiplier", sigma), ("sample_rate", rate), ("steps", steps),
                             ("planned_steps", int(planned)), ("epsilon_after", float(self.epsilon_after)),
                             ("timestamp", float(self.timestamp))):
@@ -179,6 +186,8 @@ def _sha256(text: str) -> str:
 
 def _entry_hash(previous_hash: str, entry: LedgerEntry) -> str:
     body = {k: v for k, v in asdict(entry).items() if k != "entry_hash"}
+    if body["unit"] == "record":
+        del body["unit"]  # entries written before units existed keep their hashes
     return _sha256(previous_hash + _canonical(body))
 
 
@@ -209,7 +218,7 @@ def render_ledger(state: LedgerState, *, epsilon_spent: float) -> str:
 _V2_KEYS = {"version", "accountant", "target_epsilon", "target_delta", "created_at", "origin", "epsilon_spent",
             "entry_count", "head_hash", "entries"}
 _ENTRY_KEYS = {f.name for f in fields(LedgerEntry)}
-_V1_ENTRY_KEYS = _ENTRY_KEYS - {"status", "planned_steps", "entry_hash"}
+_V1_ENTRY_KEYS = _ENTRY_KEYS - {"status", "planned_steps", "entry_hash", "unit"}
 
 
 def parse_ledger(path: Path, text: str) -> LedgerState:
@@ -246,7 +255,8 @@ def parse_ledger(path: Path, text: str) -> LedgerState:
     except ValueError as exc:
         raise LedgerError(f"{path}: {exc}. Fix: {_RESTORE}") from exc
     header = LedgerHeader(target_epsilon, target_delta, created_at, origin)
-    entries = tuple(_parse_entry(path, i, e, _ENTRY_KEYS, _ENTRY_KEYS) for i, e in enumerate(raw["entries"]))
+    # "unit" is optional: entries written before units existed are record-level.
+    entries = tuple(_parse_entry(path, i, e, _ENTRY_KEYS - {"unit"}, _ENTRY_KEYS) for i, e in enumerate(raw["entries"]))
     _verify_chain(path, header, entries, entry_count=raw["entry_count"], head_hash=raw["head_hash"])
     return LedgerState(header, entries, version=LEDGER_VERSION)
 

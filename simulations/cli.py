@@ -160,6 +160,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _simulate(args, run, run_dir)
 
 
+def _check_patient_level_feasible(run) -> None:
+    """With patient-level DP, every simulated site must be able to train usefully; say
+    which cannot, with the noise it would need and why, before anything is spent."""
+    from medgan_core.errors import ConfigError
+    from medgan_core.site import SiteConfig, patient_feasibility
+
+    if not run.dp_enabled or run.unit != "patient":
+        return
+    for partition in range(len(run.site_record_groups())):
+        site = SiteConfig.for_simulation(run, partition)
+        verdict = patient_feasibility(site, run)
+        logger.info("%s: %s", site.site_id, verdict.verdict)
+        if not verdict.feasible:
+            raise ConfigError(f"privacy-unit=patient: {site.site_id}: {verdict.verdict}. Fix: "
+                              "privacy-unit='record' (one beat or image is the unit), or sites with more patients")
+
+
 @contextlib.contextmanager
 def _exclusive_run_dir(run_dir: Path) -> Iterator[None]:
     """Hold a lock beside ``run_dir`` for the whole simulation: a second `medgan simulate` on
@@ -181,6 +198,8 @@ def _exclusive_run_dir(run_dir: Path) -> Iterator[None]:
 def _simulate(args: argparse.Namespace, run, run_dir: Path) -> int:
     from simulations.federation import run_federation
     from simulations.report import ecg_report
+
+    _check_patient_level_feasible(run)  # before any run directory, ledger or release
 
     if run_dir.exists() and any(run_dir.iterdir()):
         if not args.overwrite:

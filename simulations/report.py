@@ -65,6 +65,7 @@ def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
             "target_epsilon": ledger.target_epsilon,
             "target_delta": ledger.target_delta,
             "within_budget": recomputed <= ledger.budget_epsilon,
+            "unit": ledger.unit,
             "noise_multiplier": ledger.entries[-1].noise_multiplier if ledger.entries else None,
             "steps": sum(e.steps for e in ledger.entries),
         }
@@ -317,14 +318,17 @@ def refusals_md(summary: dict) -> list[str]:
 
 def privacy_table_md(privacy: dict[str, dict]) -> list[str]:
     """Markdown rows: each site's spend from its ledger (``site_privacy_summary``)."""
+    units = sorted({s.get("unit", "record") for s in privacy.values()}) or ["record"]
+    meaning = {"record": "per record (one beat or one image), not per patient",
+               "patient": "per patient (all of a person's records; user-level DP)"}
     lines = ["## Privacy spent per site (from each site's ledger)", "",
-             "Epsilon is per record (one beat or one image), not per patient; delta as given; "
-             "composed over everything the site released (class counts, every round, audit releases).", "",
-             "| site | epsilon spent | target | delta | noise multiplier | DP steps | within budget |",
-             "|---|---|---|---|---|---|---|"]
+             "Epsilon is " + "; ".join(meaning[u] for u in units) + "; delta as given; composed over everything "
+             "the site released (class counts, every round, audit releases).", "",
+             "| site | unit | epsilon spent | target | delta | noise multiplier | DP steps | within budget |",
+             "|---|---|---|---|---|---|---|---|"]
     for site, s in privacy.items():
-        lines.append(f"| {site} | {_fmt(s['epsilon_spent'])} | {s['target_epsilon']:g} | {s['target_delta']:g} | "
-                     f"{_fmt(s['noise_multiplier'])} | {s['steps']} | {s['within_budget']} |")
+        lines.append(f"| {site} | {s.get('unit', 'record')} | {_fmt(s['epsilon_spent'])} | {s['target_epsilon']:g} | "
+                     f"{s['target_delta']:g} | {_fmt(s['noise_multiplier'])} | {s['steps']} | {s['within_budget']} |")
     return lines
 
 

@@ -48,8 +48,9 @@ def format_status(status: dict[str, Any]) -> str:
              f"{status['last_checkpoint'] or 'none'}, DP {'on' if status['dp_enabled'] else 'OFF (non-private)'}, "
              f"report {'written' if status['report'] else 'not written yet'}"]
     for site, s in status["sites"].items():
-        lines.append(f"  {site}: epsilon {s['epsilon_spent']:.3f} of {s['target_epsilon']:g} per record "
-                     f"(one beat or image; delta {s['target_delta']:g}), {s['steps']} DP steps")
+        unit = "patient" if s.get("unit") == "patient" else "record (one beat or image)"
+        lines.append(f"  {site}: epsilon {s['epsilon_spent']:.3f} of {s['target_epsilon']:g} per {unit}; "
+                     f"delta {s['target_delta']:g}, {s['steps']} DP steps")
     refusals = status["refusals"]
     if refusals["total"]:
         lines.append(f"  refusals: {refusals['total']} ({', '.join(f'{c} x{n}' for c, n in refusals['by_code'].items())})"

@@ -123,7 +123,7 @@ def test_site_check_reports_loaded_skipped_classes_budget_and_what_is_shared(tmp
     assert "1 records/images loaded, 1 skipped" in out
     assert "skipped" in out and "123.dat" in out and "copy 123.dat next to 123.hea" in out
     assert "classes: N=2526, V=41" in out
-    assert "epsilon 8 per record (one beat, not one patient), delta 1e-05" in out and "nothing released yet" in out
+    assert "epsilon 8 per record (one beat) or patient, as the run asks" in out and "nothing released yet" in out
     assert "non-private training refused" in out
     assert "no record, sample or per-patient value leaves the site" in out and "d-loss-fake" in out
     assert not (tmp_path / "ledger.json").exists()  # checking spends nothing and writes nothing

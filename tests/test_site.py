@@ -141,3 +141,57 @@ def test_a_deleted_or_swapped_ledger_never_makes_the_class_counts_free_again(sma
     with pytest.raises(ConfigError, match="not charged in the ledger"):
         train_round(site=site, run=small_run, run_id="t", server_round=2, weights=weights)
     assert json.loads(site.ledger_path.read_text())["entries"] == []
+
+
+# ---- patient-level DP at a site ----------------------------------------------------------
+
+def test_an_xray_site_trains_with_the_patient_as_the_unit_by_default(xray_data_dir, tmp_path):
+    from medgan_core.config import RunConfig
+    from privacy.ledger import PrivacyLedger
+
+    run = RunConfig.from_mapping({"modality": "xray", "model": "dcgan2d", "site-records": "1|1|1",
+                                  "holdout-records": "1", "data-root": str(xray_data_dir), "image-size": 32,
+                                  "run-dir": str(tmp_path / "run"), "local-steps": 2, "batch-size": 16,
+                                  "patients-per-step": 16, "num-server-rounds": 1})
+    assert run.unit == "patient"  # privacy-unit = auto: patients for X-ray
+    site = SiteConfig.for_simulation(run, 0)
+    _, reply = train_round(site=site, run=run, run_id="t", server_round=1, weights=_weights(run))
+    ledger = PrivacyLedger.read(site.ledger_path)
+    assert ledger.unit == "patient" and [e.unit for e in ledger.entries] == ["patient", "patient"]
+    # The released patient summary is bounded per patient: charged at sigma / sqrt(2).
+    assert ledger.entries[0].noise_multiplier == pytest.approx(run.label_prior_noise / 2 ** 0.5)
+    patients = len(set(site_patients := _patient_ids(site, run)))
+    assert abs(reply["num-examples"] - patients) < 100 and len(site_patients) > patients  # P', not images
+    assert ledger.entries[1].sample_rate == pytest.approx(16 / reply["num-examples"])
+    assert 0 < reply["epsilon"] <= run.target_epsilon
+
+
+def _patient_ids(site, run):
+    from medgan_core.site import training_records
+
+    return training_records(site, run).patient_ids
+
+
+def test_patient_level_dp_on_the_bundled_ecg_sites_is_refused_before_anything_is_spent(tmp_path):
+    from medgan_core.errors import ConfigError
+    from simulations.cli import main
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"site-0: 2 patients.*no useful training is possible"):
+        main(["simulate", "--run-dir", str(run_dir), "--run-config", "privacy-unit='patient'"])
+    assert not run_dir.exists()  # no ledger, no release
+    # A deployed site that chose the patient unit in its TOML is held to it, and refuses
+    # after its (charged) patient summary when the noise would drown the signal.
+    from simulations.federation import resolve_run_config
+
+    run = resolve_run_config({"run-dir": str(tmp_path / "r2"), "local-steps": 2, "batch-size": 32,
+                              "patients-per-step": 1})  # P' >= 1 whatever the noise
+    site = replace_unit(SiteConfig.for_simulation(run, 0), "patient")
+    with pytest.raises(ConfigError, match="patient-level DP is infeasible here"):
+        train_round(site=site, run=run, run_id="t", server_round=1, weights=_weights(run))
+
+
+def replace_unit(site, unit):
+    from dataclasses import replace
+
+    return replace(site, privacy_unit=unit)
