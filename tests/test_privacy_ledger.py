@@ -518,3 +518,20 @@ def test_privacy_package_imports_no_flower_and_no_medgan_core():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{source.relative_to(ROOT)} imports {name}"
+
+
+def test_the_unit_is_patient_only_when_every_release_was_patient_level(tmp_path):
+    path = tmp_path / "units.json"
+    ledger = PrivacyLedger.open(path, target_epsilon=10.0, target_delta=1e-5)
+    assert ledger.unit == "record"  # nothing released: the weaker claim
+    ledger.record(run_id="r", server_round=0, history=[(14.1, 1.0, 1)], purpose="label-prior", unit="patient")
+    ledger.record(run_id="r", server_round=1, history=[(1.0, 0.05, 10)], unit="patient")
+    assert PrivacyLedger.read(path).unit == "patient"
+    ledger.record(run_id="r", server_round=2, history=[(1.0, 0.05, 10)])  # one record-level round
+    reread = PrivacyLedger.read(path)  # the unit is part of each entry's hash-chained content
+    assert reread.unit == "record" and [e.unit for e in reread.entries] == ["patient", "patient", "record"]
+    raw = json.loads(path.read_text())
+    raw["entries"][1]["unit"] = "record"  # an edit of the unit is tampering like any other
+    path.write_text(json.dumps(raw))
+    with pytest.raises(LedgerTampered):
+        PrivacyLedger.read(path)
