@@ -2,7 +2,8 @@
 # The chest X-ray job: three simulated hospitals on the bundled Kermany set
 # (data/xray/kermany, 5,190 images of 2,846 patients), split by patient into three sites of
 # about 1,300 images and a held-out quarter no site trains on; a conditional DP-GAN at
-# 64x64 (Opacus DP-SGD on the discriminator), then the report (runs/xray/report.md) and the synthetic DICOM export
+# 64x64 (Opacus DP-SGD on the discriminator, patient-level by default: privacy-unit=auto
+# means one patient for X-rays; add --run-config "privacy-unit='record'" for per image), then the report (runs/xray/report.md) and the synthetic DICOM export
 # (runs/xray/synthetic_dicom/{NORMAL,PNEUMONIA}/). Extra arguments go to `medgan simulate`
 # and override these, e.g. --run-config "num-server-rounds=2" --run-dir runs/xray-try.
 # Why the discriminator's learning rate is 15x the generator's: under DP-SGD, Adam divides
