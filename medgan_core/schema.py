@@ -91,11 +91,13 @@ def _convert(value: Any, kind: type) -> Any:
     if kind is float:
         if isinstance(value, bool):
             return _INVALID
+        if not isinstance(value, (int, float, str)):
+            return _INVALID
         try:
-            number = float(value) if isinstance(value, (int, float, str)) else _INVALID
+            number = float(value)
         except ValueError:
             return _INVALID
-        return number if number is not _INVALID and math.isfinite(number) else _INVALID
+        return number if math.isfinite(number) else _INVALID
     if kind is str:
         return value if isinstance(value, str) else _INVALID
     if kind is list:

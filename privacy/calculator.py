@@ -141,7 +141,7 @@ def _calculate(args: argparse.Namespace) -> int:
         sigma = noise_multiplier_for_target(target_epsilon=args.epsilon, delta=args.delta, sample_rate=sample_rate,
                                             steps=steps, accountant=args.accountant)
         key = "epsilon_at_that_noise"
-        result = {"noise_multiplier": sigma}
+        result: dict[str, float | str] = {"noise_multiplier": sigma}
     else:
         sigma, key, result = args.noise_multiplier, "epsilon", {}
     result[key] = epsilon_from_history([(sigma, sample_rate, steps)], delta=args.delta, accountant=args.accountant)

@@ -408,7 +408,8 @@ class PrivacyLedger:
                 raise ValueError(f"{self.path}: round {charged.server_round} ran noise {sigma} / sample rate {rate}, "
                                  f"charged {charged.noise_multiplier} / {charged.sample_rate}; the entry stays "
                                  "pending at full cost and this update must not leave the site")
-            if steps > charged.planned_steps:
+            planned = charged.steps if charged.planned_steps is None else charged.planned_steps
+            if steps > planned:
                 raise ValueError(f"{self.path}: round {charged.server_round} ran {steps} steps, charged "
                                  f"{charged.planned_steps}; the entry stays pending at full cost and this update "
                                  "must not leave the site")

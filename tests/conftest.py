@@ -93,10 +93,9 @@ def kermany_dicom_site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ob
 
 
 # ---- core fixtures (federation, privacy) ----------------------------------------
-import pytest as _pytest
 
 
-@_pytest.fixture
+@pytest.fixture
 def flower_identity():
     """Flower stamps every Message with the identity of the running task; a test acting
     as the ServerApp sets it as the simulation engine does."""
@@ -108,7 +107,7 @@ def flower_identity():
     TaskIdentity.run_id = TaskIdentity.task_id = TaskIdentity.node_id = None
 
 
-@_pytest.fixture
+@pytest.fixture
 def small_run(tmp_path):
     """The bundled three-site configuration with tiny local work."""
     from simulations.federation import resolve_run_config

@@ -88,7 +88,8 @@ class AttackAudit:
         return {
             "attack": self.attack,
             "result": self.result.to_dict() if self.result else None,
-            "roc": None if self.fpr is None else {"fpr": self.fpr.tolist(), "tpr": self.tpr.tolist()},
+            "roc": None if self.fpr is None or self.tpr is None else {"fpr": self.fpr.tolist(),
+                                                                     "tpr": self.tpr.tolist()},
             "lower_bound": self.lower_bound.to_dict() if self.lower_bound else None,
             "accountant_epsilon": self.accountant_epsilon,
             "verdict": self.verdict,
@@ -221,7 +222,7 @@ def audit_generator(
         result = evaluate_attack_scores(name, scores, is_member, n_resamples=n_resamples, seed=seed)
         fpr, tpr, _ = roc_curve(scores, is_member)
         bound, verdict = None, None
-        if randomized_inclusion:
+        if randomized_inclusion and delta is not None:  # checked above: delta is given
             bound = epsilon_lower_bound(scores[order], is_member[order], delta=float(delta),
                                         beta=beta / len(attacks))
             if accountant_epsilon is not None and not math.isnan(accountant_epsilon):
