@@ -139,6 +139,14 @@ def site_report(site: SiteConfig) -> str:
             f"record ({record}) or patient, as the run asks (set [privacy] unit to fix it)")
     lines.append(f"privacy budget: epsilon {site.target_epsilon:g} per {unit}, "
                  f"delta {site.target_delta:g} (ledger {site.ledger_path}): {_spent(site)}")
+    if site.privacy_unit == "patient":
+        from medgan_core.config import RunConfig
+        from medgan_core.site import patient_feasibility
+
+        schedule = RunConfig(modality=site.modality)  # the default schedule; a run may ask for less
+        lines.append(f"patient-level DP with the default schedule ({schedule.num_server_rounds} rounds x "
+                     f"{schedule.local_steps} steps, {schedule.patients_per_step} patients per step): "
+                     + patient_feasibility(site, schedule).verdict)
     lines.append(f"limits: at most {site.max_local_steps} local steps per round; non-private training "
                  + ("allowed" if site.allow_non_private else "refused"))
     lines.append("shared per training round: the GAN weights (generator + discriminator, DP-SGD on the "

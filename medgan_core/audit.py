@@ -369,7 +369,10 @@ def release_site_audit(*, site: SiteConfig, run: RunConfig, run_id: str, weights
                               target_delta=site.target_delta) as ledger:
         ledger.check_can_spend(noise_multiplier=sigma, sample_rate=1.0, steps=len(audits))
         # Charged before the noisy values exist: a crash after this over-counts, never under.
-        ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, len(audits))], purpose="audit-release")
+        # An AUC lies in [0, 1] whatever one record or one whole patient changes: sensitivity
+        # 1 under either unit, so the release is charged in the site's unit.
+        ledger.record(run_id=run_id, server_round=0, history=[(sigma, 1.0, len(audits))], purpose="audit-release",
+                      unit=site.unit(run))
         spent = ledger.epsilon_spent()
     rng = np.random.default_rng(secrets.randbits(128))
     released = {}

@@ -52,9 +52,10 @@ def one_of(*choices: str) -> Rule:
 def coerce(value: Any, rule: Rule, *, where: str, key: str) -> Any:
     """``value`` as ``rule.kind``, checked; else ConfigError naming ``where`` and ``key``.
 
-    Accepted spellings: a bool, or the strings "true"/"false" (Flower's command-line parser
-    already turns unquoted true/false into booleans); an int, or a string of digits; a
-    float from an int, float or numeric string, never NaN or infinite.
+    Accepted spellings: a bool only as a bool (TOML's and Flower's unquoted true/false;
+    the string "false" is refused, because a quoted word is a typo that must not decide
+    whether a site trains privately); an int, or a string of digits; a float from an int,
+    float or numeric string, never NaN or infinite.
     """
     converted = _convert(value, rule.kind)
     if converted is _INVALID or (rule.check is not None and not rule.check(converted)):
@@ -64,17 +65,13 @@ def coerce(value: Any, rule: Rule, *, where: str, key: str) -> Any:
 
 
 _INVALID = object()
-_KIND_WORDS = {bool: "true or false (unquoted)", int: "a whole number", float: "a finite number",
+_KIND_WORDS = {bool: "true or false, unquoted", int: "a whole number", float: "a finite number",
                str: "a string", list: "a list of strings"}
 
 
 def _convert(value: Any, kind: type) -> Any:
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
-        return _INVALID
+        return value if isinstance(value, bool) else _INVALID
     if kind is int:
         if isinstance(value, bool):
             return _INVALID

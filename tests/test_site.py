@@ -75,8 +75,8 @@ def test_a_good_site_file_reads_with_types_and_defaults(tmp_path):
     ({"privacy": 'target-epsilon = inf\ntarget-delta = 1e-5\nledger = "l.json"'}, r"target-epsilon = inf is invalid"),
     ({"privacy": 'target-epsilon = 1e9\ntarget-delta = 1e-5\nledger = "l.json"'}, r"target-epsilon = 1000000000.0"),
     ({"privacy": 'target-epsilon = "10"\ntarget-delta = 0.5\nledger = "l.json"'}, r"target-delta = 0.5 is invalid"),
-    ({"limits": 'allow-non-private = "false"'}, None),  # a quoted word is accepted only as exactly true/false
-    ({"limits": 'allow-non-private = "no"'}, r"\[limits\] allow-non-private = 'no' is invalid; use true or false"),
+    ({"limits": 'allow-non-private = "false"'}, r"\[limits\] allow-non-private = 'false' is invalid; use true or false, unquoted"),
+    ({"limits": 'allow-non-private = "no"'}, r"\[limits\] allow-non-private = 'no' is invalid; use true or false, unquoted"),
     ({"limits": "allow-non-private = 1"}, r"allow-non-private = 1 is invalid; use true or false"),
     ({"data": 'modality = "ecg"\ndir = "."\nrecords = "100"'}, r"\[data\] records = '100' is invalid; use a list"),
     ({"data": 'modality = "mri"\ndir = "."'}, r"\[data\] modality = 'mri' is invalid; use 'ecg' or 'xray'"),
