@@ -133,7 +133,9 @@ def site_report(site: SiteConfig) -> str:
     if len(data.labels) == 0:
         where = site.data_paths[0] if len(site.data_paths) == 1 else f"{Path(site.data_paths[0]).parent} ({len(site.data_paths)} records)"
         raise ConfigError(f"{site.site_id}: no usable record in {where}; what was found:\n" + "\n".join(lines))
-    record = "one beat" if site.modality == "ecg" else "one image"
+    from medgan_core.modalities import get_modality
+
+    record = f"one {get_modality(site.modality).record_word}"
     unit = ("patient (all of a person's records)" if site.privacy_unit == "patient" else
             f"record ({record}, not one patient)" if site.privacy_unit == "record" else
             f"record ({record}) or patient, as the run asks (set [privacy] unit to fix it)")

@@ -113,8 +113,12 @@ def split_audit_patients(paths: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _ecg_only(run: RunConfig) -> None:
-    if run.modality != "ecg":
-        raise ConfigError(f"the membership audit supports modality 'ecg', not {run.modality!r} (yet)")
+    from medgan_core.modalities import available_modalities, get_modality
+
+    if not get_modality(run.modality).audit_supported:
+        supported = [m for m in available_modalities() if get_modality(m).audit_supported]
+        raise ConfigError(f"the membership audit supports modality {', '.join(map(repr, supported))}, "
+                          f"not {run.modality!r} (yet)")
 
 
 def _beats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

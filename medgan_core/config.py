@@ -113,7 +113,9 @@ class RunConfig:
         """The privacy unit this run asks for, ``auto`` resolved by modality."""
         if self.privacy_unit != "auto":
             return self.privacy_unit
-        return "patient" if self.modality == "xray" else "record"
+        from medgan_core.modalities import get_modality  # modalities type-check against this module
+
+        return get_modality(self.modality).default_unit
 
     def site_record_groups(self) -> list[list[str]]:
         return [group.split() for group in self.site_records.split("|") if group.strip()]
@@ -122,9 +124,15 @@ class RunConfig:
         return [Path(self.data_root) / r for r in records]
 
 
+def _modalities() -> tuple[str, ...]:
+    from medgan_core.modalities import available_modalities
+
+    return available_modalities()
+
+
 _TEXT = Rule(str)
 _RULES: dict[str, Rule] = {
-    "modality": one_of("ecg", "xray"),
+    "modality": Rule(str, lambda v: v in _modalities(), "one of the registered modalities: ecg, xray"),
     "model": _TEXT,
     "num_server_rounds": positive_int(10_000),
     "local_steps": positive_int(1_000_000),

@@ -174,10 +174,12 @@ def load_or_train_encoder(path: str | Path, data: LabelledSet, *, modality: str,
     path = Path(path)
     if path.is_file():
         return load_encoder(path)
-    encoder_modality = "ecg" if data.samples.ndim == 3 else "image"
+    from medgan_core.modalities import get_modality
+
     logger.info("training the %s evaluation encoder on %d real training samples (%d epochs) -> %s",
                 modality, len(data), epochs, path)
-    encoder = train_encoder(data.samples, data.labels, modality=encoder_modality, epochs=epochs, seed=seed)
+    encoder = train_encoder(data.samples, data.labels, modality=get_modality(modality).encoder_backbone,
+                            epochs=epochs, seed=seed)
     encoder.save(path)
     return encoder
 

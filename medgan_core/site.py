@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from medgan_core.config import RunConfig
-from medgan_core.data.ecg import EcgConfig, find_records, load_ecg_records
-from medgan_core.data.report import DataReport
-from medgan_core.data.splits import split_by_patient
+from medgan_core.data.site_data import SiteData
 from medgan_core.errors import ConfigError
 from medgan_core.io_utils import atomic_write_text
+from medgan_core.modalities import available_modalities, get_modality
+from medgan_core.modalities.xray import PatientShare, split_xray_patients, xray_share_weights
 from medgan_core.run_dir import simulated_sites_root
 from medgan_core.schema import Rule, coerce, finite_in, positive_int
 from medgan_core.models.registry import GanPair, create_gan
@@ -102,7 +102,7 @@ class SiteConfig:
     target_delta: float
     max_local_steps: int = 1000
     allow_non_private: bool = False
-    patient_share: "PatientShare | None" = None
+    patient_share: object = None
     audit_paths: tuple[str, ...] = ()
     canaries: bool = False
     release_audit: bool = False
@@ -158,15 +158,10 @@ class SiteConfig:
                 return default
             return coerce(table[key], rule, where=str(path), key=f"[{section}] {key}")
 
-        modality = value("data", "modality", Rule(str, lambda v: v in ("ecg", "xray"), "'ecg' or 'xray'"))
+        modality = value("data", "modality", Rule(str, lambda v: v in available_modalities(),
+                                                  "one of " + ", ".join(map(repr, available_modalities()))))
         data_dir = base / str(value("data", "dir", _PATH))
-        if modality == "ecg":
-            records = value("data", "records", Rule(list), None)
-            # find_records names the folder and the fix when it holds no record at all.
-            paths = tuple(str(data_dir / r) for r in records) if records else tuple(
-                str(p) for p in find_records(data_dir))
-        else:
-            paths = (str(data_dir),)
+        paths = get_modality(str(modality)).site_paths(data_dir, value("data", "records", Rule(list), None))
         audit_records = value("audit", "records", Rule(list), [])
         return cls(
             site_id=str(value("site", "id", _NAME)), modality=str(modality), data_paths=paths,
@@ -197,18 +192,16 @@ class SiteConfig:
                 f"partition {partition_id} has no records: site-records defines {len(groups)} sites; "
                 "use as many simulated nodes as site groups"
             )
-        share = None
-        if run.modality == "xray":
-            share = PatientShare(weights=xray_share_weights(run), group=partition_id, seed=run.seed)
+        simulated = get_modality(run.modality).simulated_site(run, partition_id)
         seed = os.environ.get(INSECURE_SEED_VARIABLE, "").strip()
         return cls(
-            site_id=f"site-{partition_id}", modality=run.modality, patient_share=share,
-            data_paths=(run.data_root,) if share else tuple(str(p) for p in run.record_paths(groups[partition_id])),
+            site_id=f"site-{partition_id}", modality=run.modality, patient_share=simulated.patient_share,
+            data_paths=simulated.data_paths,
             ledger_path=simulated_sites_root(run.run_dir, run.resume_from) / "sites" / f"site-{partition_id}"
             / "privacy_ledger.json",
             target_epsilon=run.target_epsilon, target_delta=run.target_delta,
             allow_non_private=True,
-            audit_paths=() if share else tuple(str(p) for p in run.record_paths(run.holdout_records.split())),
+            audit_paths=simulated.audit_paths,
             canaries=partition_id == 0 and run.canaries > 0,
             # The researcher's own simulated sites answer the final federated audit; with
             # noise and charged like any release.
@@ -246,115 +239,17 @@ def _section(raw: dict, name: str, path: Path, *, required: bool) -> dict:
     return table
 
 
-@dataclass(frozen=True)
-class PatientShare:
-    """Simulation only: one group of a seeded patient-level split of an image directory.
-
-    Attributes:
-        weights: Relative share of the images for every simulated site, then for the
-            held-out patients; e.g. ``(1, 1, 1, 1)``: three sites and a hold-out set of
-            about equal size.
-        group: This site's group (the held-out group is the last and is never a site).
-        seed: Seed of the patient shuffle.
-    """
-
-    weights: tuple[float, ...]
-    group: int
-    seed: int
-
-    def select(self, patient_ids: list[str]) -> np.ndarray:
-        """Indices of this group's images among ``patient_ids`` (whole patients only)."""
-        return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed)[self.group]
-
-
-def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
-    """Simulated X-ray sites: ``site-records`` and ``holdout-records`` as patient shares.
-
-    An image folder has no record names to list, so for modality ``xray`` each
-    ``|``-separated group of ``site-records`` is one number, the site's relative share of
-    the images of ``data-root``, and ``holdout-records`` is the held-out share:
-    ``site-records="1|1|1" holdout-records="1"`` gives three sites and a hold-out set of
-    about a quarter of the images each, in whole patients.
-
-    Returns:
-        The site weights followed by the hold-out weight.
-
-    Raises:
-        ConfigError: a group is not one positive number.
-    """
-    groups = run.site_record_groups() + [run.holdout_records.split()]
-    try:
-        weights = tuple(float(group[0]) if len(group) == 1 else math.nan for group in groups)
-    except ValueError:
-        weights = (math.nan,)
-    if len(groups) < 2 or not all(w > 0 and math.isfinite(w) for w in weights):
-        raise ConfigError(
-            f"modality xray: site-records={run.site_records!r} holdout-records={run.holdout_records!r} "
-            "must be relative shares of the patients, one positive number per site, e.g. "
-            "site-records='1|1|1' holdout-records='1'"
-        )
-    return weights
-
-
-def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], seed: int) -> list[np.ndarray]:
-    """Image indices per group of :func:`split_by_patient` with normalised ``weights``."""
-    total = sum(weights)
-    return split_by_patient(patient_ids, fractions=[w / total for w in weights], seed=seed)
-
-
-@dataclass(frozen=True)
-class SiteData:
-    samples: torch.Tensor  # (N, 1, L) or (N, 1, H, W), model units
-    labels: torch.Tensor  # (N,)
-    class_names: tuple[str, ...]
-    report: DataReport
-    # (N,) the patient of each record: the unit of patient-level DP. ECG: the record name
-    # (one MIT-BIH record is one patient); X-ray: the patient id in the file name.
-    patient_ids: tuple[str, ...] = ()
-
-    @property
-    def num_patients(self) -> int:
-        return len(set(self.patient_ids))
-
-
 @functools.lru_cache(maxsize=8)
 def load_site_data(modality: str, data_paths: tuple[str, ...], image_size: int = 64,
-                   patient_share: PatientShare | None = None) -> SiteData:
-    """Read and cache a site's data; a bad record is skipped and reported, never fatal.
-
-    For a simulated X-ray site (``patient_share``), the report covers the whole folder.
-    """
-    if modality == "ecg":
-        beats, report = load_ecg_records(list(data_paths), EcgConfig())
-        samples = torch.from_numpy(beats.beats).unsqueeze(1)
-        return SiteData(samples, torch.from_numpy(beats.labels), beats.class_names, report,
-                        tuple(str(r) for r in beats.record_ids))
-    if modality == "xray":
-        images, labels, patients, report = _xray_folder(data_paths[0], image_size)
-        patients = [str(p) for p in patients]
-        if patient_share is not None:
-            chosen = patient_share.select(patients)
-            images, labels = images[chosen], np.asarray(labels)[chosen]
-            patients = [patients[i] for i in chosen]
-        samples = torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1)  # [0,1] -> [-1,1]
-        return SiteData(samples, torch.from_numpy(np.asarray(labels)).long(), ("NORMAL", "PNEUMONIA"), report,
-                        tuple(patients))
-    raise ConfigError(f"unknown modality {modality!r}; use 'ecg' or 'xray'")
-
-
-@functools.lru_cache(maxsize=2)
-def _xray_folder(root: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], DataReport]:
-    # Simulated sites share one folder; a worker process hosting several reads it once.
-    from medgan_core.data.xray import load_xray_dataset
-
-    return load_xray_dataset(root, size=image_size)
+                   patient_share: object = None) -> SiteData:
+    """Read and cache a site's data (the modality's reader); a bad record is skipped and
+    reported, never fatal. For a simulated share of a folder, the report covers the folder."""
+    return get_modality(modality).load(data_paths, image_size=image_size, patient_share=patient_share)
 
 
 def build_gan(run: RunConfig, num_classes: int = 2) -> GanPair:
-    kwargs: dict[str, object] = {"latent_dim": run.latent_dim, "num_classes": num_classes}
-    if run.modality == "xray":
-        kwargs["image_size"] = run.image_size
-    return create_gan(run.model, **kwargs)
+    return create_gan(run.model, latent_dim=run.latent_dim, num_classes=num_classes,
+                      **get_modality(run.modality).model_kwargs(run))
 
 
 def _site_data(site: SiteConfig, run: RunConfig) -> SiteData:

@@ -101,8 +101,11 @@ def central_audit_fn(run: RunConfig) -> CentralAudit | None:
     here (not ECG, or this process cannot read every site's records: a deployment)."""
     if run.audit_every < 1:
         return None
-    if run.modality != "ecg":
-        logger.warning("audit-every=%d: the central membership audit supports ECG only; skipped", run.audit_every)
+    from medgan_core.modalities import get_modality
+
+    if not get_modality(run.modality).audit_supported:
+        logger.warning("audit-every=%d: the central membership audit does not support %s yet; skipped",
+                       run.audit_every, run.modality)
         return None
     records = [r for group in run.site_record_groups() for r in group] + run.holdout_records.split()
     missing = [str(p) for p in run.record_paths(records) if not Path(f"{p}.hea").exists()]

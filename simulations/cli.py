@@ -197,7 +197,6 @@ def _exclusive_run_dir(run_dir: Path) -> Iterator[None]:
 
 def _simulate(args: argparse.Namespace, run, run_dir: Path) -> int:
     from simulations.federation import run_federation
-    from simulations.report import ecg_report
 
     _check_patient_level_feasible(run)  # before any run directory, ledger or release
 
@@ -224,18 +223,23 @@ def _simulate(args: argparse.Namespace, run, run_dir: Path) -> int:
               "(budget, batch-size, site limits)", file=sys.stderr)
         return 1
     logger.info("federation finished in %.0f s; writing the report", time.time() - started)
-    if run.modality == "ecg":
-        report = ecg_report(run_dir)
-    else:
-        from simulations.xray_report import xray_report
-
-        report = xray_report(run_dir)
+    report = report_function(run.modality)(run_dir)
     print((run_dir / "report.md").read_text())
     logger.info("done in %.0f s: %s", time.time() - started, run_dir / "report.md")
     if refused["total"]:
         print(f"medgan simulate: {refused['total']} site refusal(s) in this run: {refused['by_code']} "
               "(see the report's 'Refusals' section)", file=sys.stderr)
     return 0 if all(s["within_budget"] for s in report["privacy"].values()) else 1
+
+
+def report_function(modality: str) -> Callable[..., dict]:
+    """The function writing a run's report for ``modality`` (``Modality.report_function``)."""
+    import importlib
+
+    from medgan_core.modalities import get_modality
+
+    module, name = get_modality(modality).report_function.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -253,22 +257,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.inception and not Path(args.inception).is_file():
         raise ConfigError(f"--inception {args.inception}: no such file; pass a TorchScript Inception-v3 "
                           "file (it is never downloaded)")
-    if run.modality == "ecg":
-        from simulations.report import ecg_report
-
-        ecg_report(args.run_dir, inception=args.inception)
-    else:
+    write_report = report_function(run.modality)
+    extra = {}
+    if args.inception:
         import inspect
 
-        from simulations.xray_report import xray_report
-
-        extra = {}
-        if args.inception:
-            if "inception" not in inspect.signature(xray_report).parameters:
-                raise SystemExit("the X-ray report does not take --inception yet; compute it with "
-                                 "medgan_core.evaluation.inception_fid(real, synthetic, path=...)")
-            extra["inception"] = args.inception
-        xray_report(args.run_dir, **extra)
+        if "inception" not in inspect.signature(write_report).parameters:
+            raise ConfigError(f"--inception: the {run.modality} report does not take an Inception model; compute it "
+                              "with medgan_core.evaluation.inception_fid(real, synthetic, path=...)")
+        extra["inception"] = args.inception
+    write_report(args.run_dir, **extra)
     print((Path(args.run_dir) / "report.md").read_text())
     return 0
 
@@ -330,17 +328,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     gan, run = load_run_gan(args.run_dir)
     samples, labels = sample_per_class(gan, args.n, seed=args.seed)
-    if run.modality == "ecg":
-        from medgan_core.data.ecg import EcgConfig
-        from medgan_core.export.wfdb_export import write_synthetic_wfdb
+    from medgan_core.modalities import get_modality
 
-        # Already staged and moved into place by the exporter itself.
-        paths = write_synthetic_wfdb(samples, labels, out, config=EcgConfig(), output_fs=args.fs)
-    else:
-        from medgan_core.export.dicom_export import export_synthetic_images
-
-        paths = _write_staged(out, lambda staging: export_synthetic_images(
-            (samples + 1.0) / 2.0, labels, staging, ("NORMAL", "PNEUMONIA")))
+    modality = get_modality(run.modality)
+    paths = _write_staged(out, lambda staging: modality.export(samples, labels, staging, fs=args.fs))
     print(json.dumps({"written": [str(p) for p in paths][:20], "per_class": args.n, "out": str(out)}, indent=2))
     return 0
 

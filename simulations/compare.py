@@ -34,6 +34,16 @@ def _load(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid JSON ({error}); recompute it with `medgan report`") from error
 
 
+def _modality(report: dict, run_dir: Path) -> str:
+    """Reports name their modality; for one written before they did, the run's config does."""
+    if report.get("modality"):
+        return str(report["modality"])
+    try:
+        return str(json.loads((run_dir / "config.json").read_text())["modality"])
+    except (OSError, ValueError, KeyError):
+        return "unknown"
+
+
 def _macro(per_class: dict[str, dict], key: str) -> float | None:
     values = [scores[key] for scores in per_class.values() if scores.get(key) is not None]
     return sum(values) / len(values) if values else None
@@ -51,7 +61,7 @@ def privacy_utility_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
         gain = report.get("augmentation_gain", {})
         rows.append({
             "run": str(run_dir),
-            "modality": "ecg" if "synthetic_wfdb" in report else "xray",
+            "modality": _modality(report, Path(run_dir)),
             "dp": bool(report.get("dp_enabled", True)),
             "epsilon": epsilon,
             "tstr_balanced_accuracy": utility.get("tstr", {}).get("balanced_accuracy"),

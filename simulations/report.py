@@ -194,6 +194,7 @@ def _ecg_report(run_dir: Path, *, n_per_class: int, dtw_samples: int, seed: int,
                        inception)
     report = {
         "run_dir": str(directory.root.resolve()),
+        "modality": run.modality,
         "dp_enabled": run.dp_enabled,
         "rounds": len(history),
         "privacy": privacy,

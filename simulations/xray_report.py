@@ -128,6 +128,7 @@ def xray_report(run_dir: str | Path, *, n_per_class: int = 300, seed: int = 0, c
     )
     report = {
         "run_dir": str(directory.root),
+        "modality": run.modality,
         "dp_enabled": run.dp_enabled,
         "rounds": len(history),
         "refusals": refusal_summary(history),

@@ -1,0 +1,106 @@
+"""The modality interface: everything that differs between kinds of medical data.
+
+Code outside a :class:`Modality` implementation never asks which modality it is running:
+it asks the modality (``get_modality(run.modality)``) for what it needs. A new modality,
+e.g. 12-lead ECG, is one implementation plus :func:`register_modality`; multi-channel
+samples ``(N, C, ...)`` flow through unchanged.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import numpy as np
+
+from medgan_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from medgan_core.config import RunConfig
+    from medgan_core.data.site_data import SiteData
+
+__all__ = ["Modality", "SimulatedSite", "available_modalities", "get_modality", "register_modality"]
+
+
+@dataclass(frozen=True)
+class SimulatedSite:
+    """Where a simulated site's data is: its paths, an optional patient share of a shared
+    folder (hashable, so loads can be cached), and its held-out audit records."""
+
+    data_paths: tuple[str, ...]
+    patient_share: Any = None
+    audit_paths: tuple[str, ...] = ()
+
+
+class Modality(ABC):
+    """One kind of data: how it is read, simulated, shaped, exported and reported.
+
+    Class attributes:
+        name: The run-config value (``modality = name``).
+        class_names: Class order; a label is an index here.
+        record_word: What one record is, for people ("beat", "image").
+        default_unit: The DP unit of ``privacy-unit = "auto"``.
+        audit_supported: Whether the membership audit can run on it.
+        encoder_backbone: Backbone of the domain encoder for feature metrics
+            (``medgan_core.metrics.encoder``).
+        report_function: ``"module:function"`` writing a run's report (simulations layer).
+        physical_scale: Model units -> physical units (mV for ECG; 1 for pixels).
+    """
+
+    name: ClassVar[str]
+    class_names: ClassVar[tuple[str, ...]]
+    record_word: ClassVar[str]
+    default_unit: ClassVar[str] = "record"
+    audit_supported: ClassVar[bool] = False
+    encoder_backbone: ClassVar[str]
+    report_function: ClassVar[str]
+    physical_scale: ClassVar[float] = 1.0
+
+    def model_kwargs(self, run: "RunConfig") -> dict[str, Any]:
+        """Extra keyword arguments of ``create_gan`` for this modality (e.g. image size)."""
+        return {}
+
+    @abstractmethod
+    def site_paths(self, data_dir: Path, records: Sequence[str] | None) -> tuple[str, ...]:
+        """A deployed site's data paths from its TOML's ``[data] dir`` and ``records``."""
+
+    @abstractmethod
+    def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
+        """Simulated site ``partition_id``'s data (its patients only), from the run config."""
+
+    @abstractmethod
+    def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
+        """Read a site's data; a bad record is skipped and reported, never fatal."""
+
+    @abstractmethod
+    def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
+               provenance: str | None = None) -> list[Path]:
+        """Write synthetic samples (model units) as this modality's files; returns the paths."""
+
+
+_MODALITIES: dict[str, Modality] = {}
+
+
+def register_modality(modality: Modality) -> None:
+    """Make ``modality`` available as ``modality = modality.name`` in run and site configs."""
+    if modality.name in _MODALITIES:
+        raise ValueError(f"modality {modality.name!r} is already registered")
+    _MODALITIES[modality.name] = modality
+
+
+def available_modalities() -> tuple[str, ...]:
+    return tuple(_MODALITIES)
+
+
+def get_modality(name: str) -> Modality:
+    """The registered modality ``name``.
+
+    Raises:
+        ConfigError: an unknown name; the message lists the known ones.
+    """
+    try:
+        return _MODALITIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown modality {name!r}; use one of {', '.join(_MODALITIES)}") from None

@@ -1,0 +1,133 @@
+"""Chest X-rays: an image folder (DICOM, JPEG, PNG) with NORMAL/ and PNEUMONIA/ class folders.
+
+Patients come from the file names (or DICOM PatientID, or a labels CSV), so a simulated
+federation splits one folder into sites by whole patients (:class:`PatientShare`). The
+default DP unit is the patient: a site of this size (hundreds of patients) can afford it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+from medgan_core.data.report import DataReport
+from medgan_core.data.splits import split_by_patient
+from medgan_core.errors import ConfigError
+from medgan_core.modalities.base import Modality, SimulatedSite
+
+if TYPE_CHECKING:
+    from medgan_core.config import RunConfig
+    from medgan_core.data.site_data import SiteData
+
+__all__ = ["PatientShare", "XrayModality", "split_xray_patients", "xray_share_weights"]
+
+
+@dataclass(frozen=True)
+class PatientShare:
+    """Simulation only: one group of a seeded patient-level split of an image directory.
+
+    Attributes:
+        weights: Relative share of the images for every simulated site, then for the
+            held-out patients; e.g. ``(1, 1, 1, 1)``: three sites and a hold-out set of
+            about equal size.
+        group: This site's group (the held-out group is the last and is never a site).
+        seed: Seed of the patient shuffle.
+    """
+
+    weights: tuple[float, ...]
+    group: int
+    seed: int
+
+    def select(self, patient_ids: list[str]) -> np.ndarray:
+        """Indices of this group's images among ``patient_ids`` (whole patients only)."""
+        return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed)[self.group]
+
+
+def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
+    """Simulated X-ray sites: ``site-records`` and ``holdout-records`` as patient shares.
+
+    An image folder has no record names to list, so for modality ``xray`` each
+    ``|``-separated group of ``site-records`` is one number, the site's relative share of
+    the images of ``data-root``, and ``holdout-records`` is the held-out share:
+    ``site-records="1|1|1" holdout-records="1"`` gives three sites and a hold-out set of
+    about a quarter of the images each, in whole patients.
+
+    Returns:
+        The site weights followed by the hold-out weight.
+
+    Raises:
+        ConfigError: a group is not one positive number.
+    """
+    groups = run.site_record_groups() + [run.holdout_records.split()]
+    try:
+        weights = tuple(float(group[0]) if len(group) == 1 else math.nan for group in groups)
+    except ValueError:
+        weights = (math.nan,)
+    if len(groups) < 2 or not all(w > 0 and math.isfinite(w) for w in weights):
+        raise ConfigError(
+            f"modality xray: site-records={run.site_records!r} holdout-records={run.holdout_records!r} "
+            "must be relative shares of the patients, one positive number per site, e.g. "
+            "site-records='1|1|1' holdout-records='1'"
+        )
+    return weights
+
+
+def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Image indices per group of :func:`split_by_patient` with normalised ``weights``."""
+    total = sum(weights)
+    return split_by_patient(patient_ids, fractions=[w / total for w in weights], seed=seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _xray_folder(root: str, image_size: int) -> tuple[np.ndarray, np.ndarray, list[str], DataReport]:
+    # Simulated sites share one folder; a worker process hosting several reads it once.
+    from medgan_core.data.xray import load_xray_dataset
+
+    return load_xray_dataset(root, size=image_size)
+
+
+class XrayModality(Modality):
+    name = "xray"
+    class_names = ("NORMAL", "PNEUMONIA")
+    record_word = "image"
+    default_unit = "patient"
+    audit_supported = False
+    encoder_backbone = "image"
+    report_function = "simulations.xray_report:xray_report"
+
+    def model_kwargs(self, run: "RunConfig") -> dict[str, Any]:
+        return {"image_size": run.image_size}
+
+    def site_paths(self, data_dir: Path, records: Sequence[str] | None) -> tuple[str, ...]:
+        return (str(data_dir),)
+
+    def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
+        share = PatientShare(weights=xray_share_weights(run), group=partition_id, seed=run.seed)
+        return SimulatedSite(data_paths=(run.data_root,), patient_share=share)
+
+    def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
+        from medgan_core.data.site_data import SiteData
+
+        images, labels, patients, report = _xray_folder(data_paths[0], image_size)
+        patients = [str(p) for p in patients]
+        if patient_share is not None:
+            chosen = patient_share.select(patients)
+            images, labels = images[chosen], np.asarray(labels)[chosen]
+            patients = [patients[i] for i in chosen]
+        samples = torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1)  # [0,1] -> [-1,1]
+        return SiteData(samples, torch.from_numpy(np.asarray(labels)).long(), self.class_names, report,
+                        tuple(patients))
+
+    def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
+               provenance: str | None = None) -> list[Path]:
+        from medgan_core.export.dicom_export import export_synthetic_images
+
+        extra = {"provenance": provenance} if provenance else {}
+        return export_synthetic_images(np.clip((samples + 1.0) / 2.0, 0.0, 1.0), labels, out, self.class_names,
+                                       **extra)
