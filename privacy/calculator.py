@@ -25,6 +25,12 @@ from privacy.ledger import PrivacyLedger
 __all__ = ["PRIVACY_UNIT", "add_arguments", "main"]
 
 PRIVACY_UNIT = "per record (one beat or one image)"
+_UNIT_WORDS = {"record": PRIVACY_UNIT, "patient": "per patient (all of a person's records)"}
+
+
+def _unit(ledger: PrivacyLedger) -> str:
+    """The unit the ledger's spend is guaranteed for (patient only if every release was)."""
+    return _UNIT_WORDS[ledger.unit]
 LEDGER_ACTIONS = ("show", "verify", "init")
 _OPTIMISTIC_LABEL = ("optimistic approximation: {name} can under-report epsilon; site ledgers record and enforce "
                      "with rdp (epsilon_rdp)")
@@ -84,8 +90,8 @@ def _show(args: argparse.Namespace, path: str) -> int:
     print(json.dumps({
         "ledger": path,
         "summary": f"epsilon {spent:.4f} of {ledger.budget_epsilon:g} at delta {ledger.target_delta:g}, "
-                   f"{PRIVACY_UNIT}",
-        "privacy_unit": PRIVACY_UNIT,
+                   f"{_unit(ledger)}",
+        "privacy_unit": _unit(ledger),
         "accountant": ledger.accountant,
         "epsilon_recomputed": spent,
         "epsilon_recorded": ledger.entries[-1].epsilon_after if ledger.entries else 0.0,
@@ -99,7 +105,7 @@ def _show(args: argparse.Namespace, path: str) -> int:
                      "planned_steps": e.planned_steps, "epsilon_after": e.epsilon_after} for e in ledger.pending],
         "entries": [{"run_id": e.run_id, "server_round": e.server_round, "purpose": e.purpose, "status": e.status,
                      "noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate, "steps": e.steps,
-                     "epsilon_after": e.epsilon_after} for e in ledger.entries],
+                     "epsilon_after": e.epsilon_after, "unit": e.unit} for e in ledger.entries],
     }, indent=2))
     return 0
 
@@ -114,7 +120,7 @@ def _verify(args: argparse.Namespace, path: str) -> int:
     ledger = PrivacyLedger.read(path)
     pending = f", {len(ledger.pending)} pending" if ledger.pending else ""
     print(f"{path}: ok, {_chain_status(ledger)}{pending}; epsilon {ledger.epsilon_spent():.4f} of "
-          f"{ledger.budget_epsilon:g} at delta {ledger.target_delta:g}, {PRIVACY_UNIT}")
+          f"{ledger.budget_epsilon:g} at delta {ledger.target_delta:g}, {_unit(ledger)}")
     return 0
 
 
