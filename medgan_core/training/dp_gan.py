@@ -227,7 +227,10 @@ def train_local_gan(
     if patient_ids is not None:
         raise ConfigError("patient_ids are used only by patient-level DP: pass dp=PatientDPSettings(...), "
                           "or drop patient_ids for record-level DP")
-    if len(beats) < config.batch_size:
+    # Poisson sampling works with any number of records; only the non-private control's
+    # fixed batches need a full one. With DP, the caller checks the public size instead:
+    # refusing on the exact count would release one bit of it.
+    if dp is None and len(beats) < config.batch_size:
         raise ConfigError(
             f"site has {len(beats)} samples, fewer than batch_size={config.batch_size}; lower batch-size"
         )
@@ -238,6 +241,9 @@ def train_local_gan(
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate_g, betas=config.betas)
     dataset = TensorDataset(beats, labels)
     public_size = config.public_dataset_size or len(beats)
+    if public_size < config.batch_size:
+        raise ConfigError(f"site has {public_size} samples, fewer than batch_size={config.batch_size}; "
+                          "lower batch-size")
     sample_rate = config.batch_size / public_size
     criterion: nn.Module = _adversarial_loss(gan.loss)
     if dp is None:
