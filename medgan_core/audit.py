@@ -38,6 +38,7 @@ from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 from medgan_core.models.state import load_gan_state
+from medgan_core.progress import track
 from medgan_core.training.dp_gan import LocalTrainingConfig, train_local_gan
 from privacy.audit.canaries import CanarySet, craft_canaries
 from privacy.audit.runner import DEFAULT_ATTACKS, AttackAudit, audit_generator, sample_generator
@@ -271,7 +272,7 @@ def audit_federation(
     common = dict(gan=gan, reference=pools.reference, reference_labels=pools.reference_labels,
                   reference_synthetic=ref_syn, attacks=list(attacks), n_synthetic=n_synthetic, seed=seed)
     scopes: dict[str, dict[str, AttackAudit]] = {}
-    for index in range(len(run.site_record_groups())):
+    for index in track(range(len(run.site_record_groups())), description="membership audit, sites"):
         site = replace(SiteConfig.for_simulation(run, index), canaries=False)
         data = training_records(site, run)
         x1, y1 = _subsample(data.samples.squeeze(1).numpy(), data.labels.numpy(), max_candidates, seed)

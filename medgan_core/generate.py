@@ -12,6 +12,7 @@ from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 from medgan_core.models.state import load_gan_state
+from medgan_core.progress import track
 from medgan_core.run_dir import RunDirectory
 
 __all__ = ["load_run_config", "load_run_gan", "sample_per_class"]
@@ -70,7 +71,7 @@ def sample_per_class(gan: GanPair, n_per_class: int, *, seed: int = 0, batch: in
     labels = torch.arange(gan.num_classes).repeat_interleave(n_per_class)
     outputs = []
     with torch.no_grad():
-        for start in range(0, len(labels), batch):
+        for start in track(range(0, len(labels), batch), description=f"generating {len(labels)} samples"):
             y = labels[start:start + batch]
             z = torch.randn(len(y), gan.latent_dim, generator=rng)
             outputs.append(gan.generator(z, y))

@@ -40,6 +40,7 @@ from medgan_core.generate import load_run_gan
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.state import load_gan_state
 from medgan_core.plots import plot_beats_real_vs_synthetic, plot_curves
+from medgan_core.progress import track
 from medgan_core.run_dir import RunDirectory, simulated_sites_root
 from privacy.ledger import PrivacyLedger
 
@@ -103,7 +104,7 @@ def _central_rounds(directory: RunDirectory, run: RunConfig, *, encoder, holdout
     from medgan_core.site import build_gan
 
     rows = []
-    for path in sorted(directory.checkpoints.glob("round-*.pt")):
+    for path in track(sorted(directory.checkpoints.glob("round-*.pt")), description="report: scoring each round"):
         checkpoint = directory.load_checkpoint(path.name)
         gan = build_gan(run)
         load_gan_state(gan, checkpoint["state"])

@@ -54,6 +54,7 @@ from medgan_core.evaluation import (
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import gan_state, load_gan_state
+from medgan_core.progress import track
 from medgan_core.site import SiteConfig, build_gan, train_round
 from simulations.report import run_training_sets, single_threaded
 
@@ -218,11 +219,10 @@ def run_study(study: StudyConfig) -> dict:
         score = dict(encoder=encoder, holdout=holdout, train=train, class_names=config.class_names,
                      settings=settings, bandwidth=bandwidth)
         rows = [_reference_row(train, holdout, score, study)]
-        for model in study.models:
-            for epsilon in study.epsilons:
-                for setting in study.settings:
-                    rows.append(_cell(base, study, model, epsilon, setting, score))
-                    _write(study, rows, started)  # partial results survive an interrupted study
+        cells = [(m, e, s) for m in study.models for e in study.epsilons for s in study.settings]
+        for model, epsilon, setting in track(cells, description="study: variant x epsilon x setting"):
+            rows.append(_cell(base, study, model, epsilon, setting, score))
+            _write(study, rows, started)  # partial results survive an interrupted study
     return _write(study, rows, started)
 
 
@@ -376,8 +376,9 @@ def _markdown(study: StudyConfig, rows: list[dict], conclusions: list[str], seco
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import medgan_core.plots  # noqa: F401  (selects the Agg backend)
     import matplotlib.pyplot as plt
+
+    import medgan_core.plots  # noqa: F401  (selects the Agg backend)
 
     cells = [r for r in rows if r["target_epsilon"] is not None]
     reference = next((r for r in rows if r["target_epsilon"] is None), None)
