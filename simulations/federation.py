@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -70,17 +68,15 @@ def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: boo
                   f"verbose={'true' if verbose else 'false'}")
     with tempfile.TemporaryDirectory(prefix="medgan-flwr-") as home:
         with local_simulation_superlink(Path(home)) as env:
+            # Flower's log stream goes straight to this terminal, as with `flwr run`.
             started = subprocess.run(
                 ["flwr", "run", str(APP_DIR), "local", "--run-config", to_run_config_arg(run.to_mapping()),
-                 "--federation-config", federation, "--stream"],
-                env=env, cwd=APP_DIR, stdout=subprocess.PIPE, stderr=None, text=True, check=False)
-            sys.stdout.write(started.stdout)
-            run_id = re.search(r"Successfully started run (\d+)", started.stdout)
-            if started.returncode != 0 or run_id is None:
-                raise RuntimeError(f"flwr run exited with {started.returncode} and started no run")
-            status = run_status(int(run_id.group(1)), env=env)
-    if status != "finished:completed":
-        raise RuntimeError(f"Flower run {run_id.group(1)} ended as {status!r}; see the log lines above")
+                 "--federation-config", federation, "--stream"], env=env, cwd=APP_DIR, check=False)
+            if started.returncode != 0:
+                raise RuntimeError(f"flwr run exited with {started.returncode}; see the lines above")
+            statuses = run_statuses(env=env)  # this SuperLink is fresh: its one run is ours
+    if statuses != ["finished:completed"]:
+        raise RuntimeError(f"the Flower run ended as {statuses}; see the log lines above")
 
 
 def to_run_config_arg(mapping: dict[str, Any]) -> str:
@@ -90,13 +86,16 @@ def to_run_config_arg(mapping: dict[str, Any]) -> str:
     return " ".join(tomli_w.dumps({key: value}).strip().replace(" = ", "=", 1) for key, value in mapping.items())
 
 
-def run_status(run_id: int, *, env: dict[str, str]) -> str:
-    """The status of a Flower run (e.g. ``finished:completed``), from ``flwr ls``."""
-    listed = subprocess.run(["flwr", "ls", "local", "--run-id", str(run_id), "--format", "json"],
-                            env=env, cwd=APP_DIR, capture_output=True, text=True, check=False)
-    match = re.search(r'"status":\s*"([^"]+)"', listed.stdout)
-    return match.group(1) if match else f"unknown ({listed.stdout.strip() or listed.stderr.strip()})"
+def run_statuses(*, env: dict[str, str]) -> list[str]:
+    """The status of each run on the SuperLink of ``env`` (e.g. ``finished:completed``)."""
+    import json
 
+    listed = subprocess.run(["flwr", "ls", "local", "--format", "json"],
+                            env=env, cwd=APP_DIR, capture_output=True, text=True, check=False)
+    try:
+        return [run["status"] for run in json.loads(listed.stdout)["runs"]]
+    except (ValueError, KeyError, TypeError):
+        return [f"unknown ({listed.stdout.strip() or listed.stderr.strip()})"]
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -37,3 +37,17 @@ def test_flwr_run_dot_trains_on_the_bundled_records(tmp_path):
     # pyproject.toml is Flower's app config only: no legacy federations table for
     # `flwr run` 1.42 to "migrate" by rewriting the file.
     assert "[tool.flwr.federations" not in (REPO / "pyproject.toml").read_text()
+
+
+@pytest.mark.slow
+def test_a_failed_flower_run_raises_instead_of_passing_silently(tmp_path):
+    from simulations.federation import resolve_run_config, run_federation
+
+    # The ServerApp refuses to resume from a directory without a checkpoint: Flower ends
+    # the run as failed, and `flwr run --stream` itself still exits 0.
+    missing = tmp_path / "no-such-run"
+    run = resolve_run_config({"run-dir": str(tmp_path / "run"), "num-server-rounds": 1, "local-steps": 2,
+                              "resume-from": str(missing)})
+
+    with pytest.raises(RuntimeError, match="finished:failed"):
+        run_federation(run)
