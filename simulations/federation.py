@@ -68,10 +68,11 @@ def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: boo
                   f"verbose={'true' if verbose else 'false'}")
     with tempfile.TemporaryDirectory(prefix="medgan-flwr-") as home:
         with local_simulation_superlink(Path(home)) as env:
-            # Flower's log stream goes straight to this terminal, as with `flwr run`.
+            # Flower's log stream goes to this process's stderr, beside its other log lines;
+            # stdout stays for what the caller prints (medgan simulate: the report).
             started = subprocess.run(
                 ["flwr", "run", str(APP_DIR), "local", "--run-config", to_run_config_arg(run.to_mapping()),
-                 "--federation-config", federation, "--stream"], env=env, cwd=APP_DIR, check=False)
+                 "--federation-config", federation, "--stream"], env=env, cwd=APP_DIR, stdout=2, check=False)
             if started.returncode != 0:
                 raise RuntimeError(f"flwr run exited with {started.returncode}; see the lines above")
             statuses = run_statuses(env=env)  # this SuperLink is fresh: its one run is ours
