@@ -24,6 +24,9 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    # Opacus calls logging.basicConfig at import, so the root logger has a handler; Flower's
+    # "flwr" logger has its own, and propagating would print every Flower line twice.
+    logging.getLogger("flwr").propagate = False
     run = RunConfig.from_mapping(context.run_config)
     run_dir = RunDirectory(run.run_dir)
     run_dir.write_json("config.json", run.to_mapping())

@@ -163,7 +163,7 @@ def stage_app(out_dir: Path, app_dir: Path = APP_DIR) -> Path:
 
     ``flwr run`` ships this copy to every site. The pyproject's legacy
     ``[tool.flwr.federations]`` table is left out: given a project that has it,
-    ``flwr run`` 1.41 "migrates" it by rewriting the project's pyproject.toml.
+    ``flwr run`` (1.41, 1.42) "migrates" it by rewriting the project's pyproject.toml.
     """
     import tomli_w
 

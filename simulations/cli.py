@@ -20,7 +20,6 @@ import shutil
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,18 +33,17 @@ logger = logging.getLogger("medgan")
 
 
 def _parse_overrides(items: list[str]) -> dict:
-    """``--run-config "a=1 b='x'"`` (TOML values), as Flower's ``flwr run`` takes them."""
-    overrides: dict = {}
-    for item in items:
-        for pair in item.split():
-            if "=" not in pair:
-                raise SystemExit(f"--run-config expects key=value pairs, got {pair!r}")
-            key, value = pair.split("=", 1)
-            try:
-                overrides[key] = tomllib.loads(f"v = {value}")["v"]
-            except tomllib.TOMLDecodeError:
-                overrides[key] = value  # bare strings: run-dir=runs/x
-    return overrides
+    """``--run-config "a=1 b='x y'"``, parsed by Flower's own parser, as ``flwr run`` does."""
+    import click
+    from flwr.common.config import parse_config_args
+
+    from medgan_core.errors import ConfigError
+
+    try:
+        return parse_config_args(items)
+    except (click.ClickException, ValueError) as error:
+        message = error.message if isinstance(error, click.ClickException) else str(error)
+        raise ConfigError(f"--run-config: {message}") from error
 
 
 # ---------------------------------------------------------------- checks before any work
@@ -142,6 +140,9 @@ def _setup_logging(verbose: bool) -> None:
     # privacy.calculator), which would otherwise make this a no-op and hide INFO logs.
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # Flower's "flwr" logger has its own console handler; propagating to the root handler
+    # as well would print every Flower line twice.
+    logging.getLogger("flwr").propagate = False
     for noisy in ("alembic", "matplotlib", "PIL", "filelock", "be.kuleuven.dtai.distance"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -7,18 +7,23 @@ and every node and the ServerApp receive it through their Flower ``Context``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from flwr.app import Context, RecordDict
 from flwr.common.config import get_fused_config_from_dir
 
 from medgan_core.config import RunConfig
 
-__all__ = ["APP_DIR", "resolve_run_config", "run_federation"]
+__all__ = ["APP_DIR", "local_simulation_superlink", "resolve_run_config", "run_federation", "to_run_config_arg"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,45 +52,102 @@ def resolve_run_config(overrides: dict[str, Any]) -> RunConfig:
 def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: bool = False) -> None:
     """Run ``run.num_server_rounds`` rounds over ``num_sites`` simulated SuperNodes.
 
-    Each simulated node is one site (its partition id indexes ``site-records``).
+    Each simulated node is one site (its partition id indexes ``site-records``). The run
+    goes through Flower's public path, ``flwr run APP --run-config ... --stream``, against
+    a simulation SuperLink this function starts on free local ports with its own Flower
+    home (a temporary directory, never the user's ``~/.flwr``) and stops afterwards.
+
+    Raises:
+        RuntimeError: The SuperLink did not start, or the run did not finish as completed.
     """
-    # Imported here: importing Flower's simulation stack starts nothing, but is slow.
-    from flwr.common.constant import RUN_ID_NUM_BYTES, SUPERLINK_NODE_ID, TASK_ID_NUM_BYTES
-    from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes
-    from flwr.simulation.run_simulation import _run_simulation
-    from flwr.supercore.constant import NOOP_FEDERATION_ID
-    from flwr.supercore.run import Run
-    from flwr.supercore.task_identity import TaskIdentity
-    from flwr.supercore.telemetry import EventType
-
-    from client.app import app as client_app
-    from server.app import app as server_app
-
     num_sites = num_sites or len(run.site_record_groups())
-    overrides = run.to_mapping()
-    # The same Run set-up as flwr.simulation.run_simulation, plus the override config.
-    flower_run = Run.create_empty(run_id=generate_rand_int_from_bytes(RUN_ID_NUM_BYTES))
-    flower_run.primary_task_id = generate_rand_int_from_bytes(TASK_ID_NUM_BYTES)
-    flower_run.federation_id = NOOP_FEDERATION_ID
-    flower_run.override_config = overrides
-    TaskIdentity.task_id = 1
-    TaskIdentity.run_id = flower_run.run_id
-    TaskIdentity.node_id = SUPERLINK_NODE_ID
-    context = Context(run_id=flower_run.run_id, node_id=0, node_config={}, state=RecordDict(),
-                      run_config=get_fused_config_from_dir(APP_DIR, overrides))
     cpus = os.cpu_count() or 1
-    backend_config = {
-        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cpus, "include_dashboard": False},
-    }
     logger.info("simulating %d sites for %d rounds on %d CPUs; run dir %s",
                 num_sites, run.num_server_rounds, cpus, run.run_dir)
-    # The Python-API entry point of Flower's simulation engine that `flwr run` uses for
-    # local simulations; it accepts the app directory so the run config is fused as in
-    # a deployed run (the public `run_simulation` passes an empty run config).
-    _run_simulation(
-        num_supernodes=num_sites, exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
-        client_app=client_app, server_app=server_app, backend_name="ray",
-        backend_config=backend_config, server_app_context=context, app_dir=str(APP_DIR),
-        run=flower_run, verbose_logging=verbose, is_app=True,
-    )
+    federation = (f"num_supernodes={num_sites} client_resources_num_cpus=1 init_args_num_cpus={cpus} "
+                  f"verbose={'true' if verbose else 'false'}")
+    with tempfile.TemporaryDirectory(prefix="medgan-flwr-") as home:
+        with local_simulation_superlink(Path(home)) as env:
+            # Flower's log stream goes to this process's stderr, beside its other log lines;
+            # stdout stays for what the caller prints (medgan simulate: the report).
+            started = subprocess.run(
+                ["flwr", "run", str(APP_DIR), "local", "--run-config", to_run_config_arg(run.to_mapping()),
+                 "--federation-config", federation, "--stream"], env=env, cwd=APP_DIR, stdout=2, check=False)
+            if started.returncode != 0:
+                raise RuntimeError(f"flwr run exited with {started.returncode}; see the lines above")
+            statuses = run_statuses(env=env)  # this SuperLink is fresh: its one run is ours
+    if statuses != ["finished:completed"]:
+        raise RuntimeError(f"the Flower run ended as {statuses}; see the log lines above")
+
+
+def to_run_config_arg(mapping: dict[str, Any]) -> str:
+    """``mapping`` as one ``--run-config`` string in the TOML values Flower's parser reads."""
+    import tomli_w
+
+    return " ".join(tomli_w.dumps({key: value}).strip().replace(" = ", "=", 1) for key, value in mapping.items())
+
+
+def run_statuses(*, env: dict[str, str]) -> list[str]:
+    """The status of each run on the SuperLink of ``env`` (e.g. ``finished:completed``)."""
+    import json
+
+    listed = subprocess.run(["flwr", "ls", "local", "--format", "json"],
+                            env=env, cwd=APP_DIR, capture_output=True, text=True, check=False)
+    try:
+        return [run["status"] for run in json.loads(listed.stdout)["runs"]]
+    except (ValueError, KeyError, TypeError):
+        return [f"unknown ({listed.stdout.strip() or listed.stderr.strip()})"]
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_simulation_superlink(flwr_home: Path, *, timeout: float = 60.0) -> Iterator[dict[str, str]]:
+    """A ``flower-superlink --simulation`` on free local ports, as ``flwr run`` starts for
+    its ``:local:`` connection, but owned here: stopped on exit, never left detached.
+
+    Yields the environment for ``flwr`` commands: ``FLWR_HOME`` holds a ``config.toml``
+    whose ``local`` connection points at this SuperLink. Apps run in this environment:
+    runtime dependency installation is off (no ``uv sync`` of a fresh one per run).
+    """
+    http_port, control_port = _free_port(), _free_port()
+    (flwr_home / "config.toml").write_text(
+        '[superlink]\ndefault = "local"\n\n[superlink.local]\n'
+        f'address = "127.0.0.1:{http_port}"\ninsecure = true\n')
+    env = {**os.environ, "FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0",
+           "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+    log = flwr_home / "superlink.log"
+    superlink = subprocess.Popen(
+        ["flower-superlink", "--insecure", "--simulation", "--isolation", "subprocess",
+         "--control-api-address", f"127.0.0.1:{control_port}", "--host", "127.0.0.1", "--port", str(http_port),
+         "--disable-runtime-dependency-installation", "--database", str(flwr_home / "state.db")],
+        env=env, cwd=APP_DIR, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(superlink, http_port, timeout=timeout, log=log)
+        yield env
+    finally:
+        superlink.terminate()
+        try:
+            superlink.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            superlink.kill()
+            superlink.wait()
+
+
+def _wait_healthy(process: subprocess.Popen, port: int, *, timeout: float, log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"flower-superlink exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"flower-superlink did not answer on 127.0.0.1:{port} within {timeout:.0f} s; see {log}")

@@ -11,8 +11,8 @@ from simulations.cli import main
     ("mode-seeking-weight=-1", r"medgan simulate: run-config: mode-seeking-weight = -1 is invalid; use a finite "
                                r"number in \[0, 1000\]"),
     ("generator-ema=1.0", r"medgan simulate: run-config: generator-ema = 1.0 is invalid; use a finite number in \[0, 1\)"),
-    ("num-server-rounds=two", r"medgan simulate: run-config: num-server-rounds = 'two' is invalid; use a whole number"),
-    ("dp-enabled=maybe", r"medgan simulate: run-config: dp-enabled = 'maybe' is invalid; use true or false"),
+    ("num-server-rounds='two'", r"medgan simulate: run-config: num-server-rounds = 'two' is invalid; use a whole number"),
+    ("dp-enabled='maybe'", r"medgan simulate: run-config: dp-enabled = 'maybe' is invalid; use true or false"),
     ("target-epsilon=nan", r"medgan simulate: run-config: target-epsilon = .*nan.* is invalid; use a finite number "
                            r"in \(0, 100\]"),
     ("target-epsilon=inf", r"target-epsilon = .*inf.* is invalid"),
@@ -27,6 +27,44 @@ def test_bad_run_config_is_one_clear_line_and_writes_nothing(tmp_path, override,
     with pytest.raises(SystemExit, match=message):
         main(["simulate", "--run-dir", str(run_dir), "--run-config", override])
     assert not run_dir.exists()
+
+
+def test_run_config_is_parsed_by_flowers_parser_quoted_spaces_and_bars_kept(tmp_path):
+    from simulations.cli import _parse_overrides
+
+    overrides = _parse_overrides(["site-records='mitdb/106 mitdb/100|mitdb/105' num-server-rounds=1",
+                                  f"run-dir='{tmp_path}'"])
+
+    assert overrides == {"site-records": "mitdb/106 mitdb/100|mitdb/105", "num-server-rounds": 1,
+                         "run-dir": str(tmp_path)}
+
+
+def test_unquoted_string_is_refused_with_flowers_format_hint(tmp_path):
+    # Flower's parser takes TOML values, as `flwr run --run-config` does: strings are quoted.
+    with pytest.raises(SystemExit, match=r"medgan simulate: --run-config: .*key3=\"string\""):
+        main(["simulate", "--run-dir", str(tmp_path / "run"), "--run-config", "run-dir=runs/x"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_each_flower_log_line_is_printed_once(monkeypatch):
+    import logging
+
+    from flwr.common.logger import FLOWER_LOGGER
+
+    from simulations.cli import _setup_logging
+
+    monkeypatch.setattr(FLOWER_LOGGER, "propagate", True)  # as Flower leaves it; restored after
+    _setup_logging(verbose=False)
+
+    # The handlers that print a Flower INFO record, walking up the hierarchy as logging
+    # does (pytest's own capture handlers on the root print nothing).
+    from _pytest.logging import LogCaptureHandler
+
+    reached, logger = [], FLOWER_LOGGER
+    while logger is not None:
+        reached += [h for h in logger.handlers if h.level <= logging.INFO and not isinstance(h, LogCaptureHandler)]
+        logger = logger.parent if logger.propagate else None
+    assert len(reached) == 1
 
 
 # ------------------------------------------------------------------ commands on a saved run
