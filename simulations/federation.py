@@ -22,6 +22,7 @@ from typing import Any
 from flwr.common.config import get_fused_config_from_dir
 
 from medgan_core.config import RunConfig
+from medgan_core.processes import console_script, flower_process_env
 
 __all__ = ["APP_DIR", "local_simulation_superlink", "resolve_run_config", "run_federation", "to_run_config_arg"]
 
@@ -71,7 +72,7 @@ def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: boo
             # Flower's log stream goes to this process's stderr, beside its other log lines;
             # stdout stays for what the caller prints (medgan simulate: the report).
             started = subprocess.run(
-                ["flwr", "run", str(APP_DIR), "local", "--run-config", to_run_config_arg(run.to_mapping()),
+                [console_script("flwr"), "run", str(APP_DIR), "local", "--run-config", to_run_config_arg(run.to_mapping()),
                  "--federation-config", federation, "--stream"], env=env, cwd=APP_DIR, stdout=2, check=False)
             if started.returncode != 0:
                 raise RuntimeError(f"flwr run exited with {started.returncode}; see the lines above")
@@ -91,7 +92,7 @@ def run_statuses(*, env: dict[str, str]) -> list[str]:
     """The status of each run on the SuperLink of ``env`` (e.g. ``finished:completed``)."""
     import json
 
-    listed = subprocess.run(["flwr", "ls", "local", "--format", "json"],
+    listed = subprocess.run([console_script("flwr"), "ls", "local", "--format", "json"],
                             env=env, cwd=APP_DIR, capture_output=True, text=True, check=False)
     try:
         return [run["status"] for run in json.loads(listed.stdout)["runs"]]
@@ -117,11 +118,13 @@ def local_simulation_superlink(flwr_home: Path, *, timeout: float = 60.0) -> Ite
     (flwr_home / "config.toml").write_text(
         '[superlink]\ndefault = "local"\n\n[superlink.local]\n'
         f'address = "127.0.0.1:{http_port}"\ninsecure = true\n')
-    env = {**os.environ, "FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0",
-           "FLWR_DISABLE_UPDATE_CHECK": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+    # Flower's processes start each other by name (flower-superexec, flwr-serverapp, ...):
+    # this interpreter's environment goes first on PATH, so an un-activated venv (as in CI
+    # and the README's scripts) finds them.
+    env = {**flower_process_env(flwr_home), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
     log = flwr_home / "superlink.log"
     superlink = subprocess.Popen(
-        ["flower-superlink", "--insecure", "--simulation", "--isolation", "subprocess",
+        [console_script("flower-superlink"), "--insecure", "--simulation", "--isolation", "subprocess",
          "--control-api-address", f"127.0.0.1:{control_port}", "--host", "127.0.0.1", "--port", str(http_port),
          "--disable-runtime-dependency-installation", "--database", str(flwr_home / "state.db")],
         env=env, cwd=APP_DIR, stdout=log.open("w"), stderr=subprocess.STDOUT)
