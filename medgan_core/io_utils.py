@@ -1,38 +1,12 @@
-"""Durable, all-or-nothing file writes: nothing written is left half-done."""
+"""Durable, all-or-nothing file writes: nothing written is left half-done.
+
+The implementation is :mod:`privacy.atomic_io` (the privacy ledger, which must not
+depend on ``medgan_core``, needs it too); this module is where the rest of the project
+imports it from.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+from privacy.atomic_io import atomic_write_bytes, atomic_write_text
 
 __all__ = ["atomic_write_bytes", "atomic_write_text"]
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file.
-
-    The bytes go to a temporary file in the same directory, are fsync'ed, then renamed
-    over ``path``; the directory is fsync'ed so the rename itself survives power loss.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))

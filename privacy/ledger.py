@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from privacy._io import atomic_write_text, temporary_name_prefix
+from privacy.atomic_io import atomic_write_text, temporary_name_prefix
 from privacy._lock import FileLock
 from privacy.accounting import (
     ACCOUNTANT,
