@@ -10,6 +10,7 @@ sentence (:data:`REFUSALS`); its details stay in the site's log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 import warnings
 
 import torch
@@ -106,39 +107,44 @@ def _site_id(context: Context) -> str:
     return str(context.node_config.get("partition-id", "site"))
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
+def _answer(msg: Message, context: Context, handle: Callable[[SiteConfig, RunConfig], RecordDict]) -> Message:
+    """Read the run and the site's config, let ``handle`` build the reply's content, and turn
+    every failure into a fixed refusal code, never a traceback or the exception's text."""
     torch.set_num_threads(1)  # one core per simulated site; sites run side by side
-    _show_progress()
     site_id = _site_id(context)
     try:
         run = RunConfig.from_mapping(context.run_config)
         site = site_for(context, run)
         site_id = site.site_id
+        content = handle(site, run)
+    except Exception as error:  # noqa: BLE001
+        return _refuse(msg, site_id, error)
+    return Message(content=content, reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    _show_progress()
+
+    def handle(site: SiteConfig, run: RunConfig) -> RecordDict:
         state, metrics = train_round(
             site=site, run=run, run_id=str(context.run_id),
             server_round=int(msg.content["config"]["server-round"]), weights=_weights(msg),
         )
         check_reply(metrics, TRAIN_REPLY)
-    except Exception as error:  # noqa: BLE001  every failure becomes a fixed code, never a traceback
-        return _refuse(msg, site_id, error)
-    content = RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
-    return Message(content=content, reply_to=msg)
+        return RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
+
+    return _answer(msg, context, handle)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    torch.set_num_threads(1)
-    site_id = _site_id(context)
-    try:
-        run = RunConfig.from_mapping(context.run_config)
-        site = site_for(context, run)
-        site_id = site.site_id
+    def handle(site: SiteConfig, run: RunConfig) -> RecordDict:
         metrics = evaluate_round(site=site, run=run, weights=_weights(msg))
         check_reply(metrics, EVALUATE_REPLY)
-    except Exception as error:  # noqa: BLE001
-        return _refuse(msg, site_id, error)
-    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+        return RecordDict({"metrics": MetricRecord(metrics)})
+
+    return _answer(msg, context, handle)
 
 
 @app.query("audit")
@@ -150,17 +156,12 @@ def audit(msg: Message, context: Context) -> Message:
     in the site's directory; only where the site opted in (``[release] audit = true``) do
     noisy AUCs leave it, charged to its ledger (``medgan_core.audit.release_site_audit``).
     """
-    torch.set_num_threads(1)
-    site_id = _site_id(context)
-    try:
-        run = RunConfig.from_mapping(context.run_config)
-        site = site_for(context, run)
-        site_id = site.site_id
+    def handle(site: SiteConfig, run: RunConfig) -> RecordDict:
         config = msg.content["config"] if "config" in msg.content else {}
         attacks = parse_attacks(str(config.get("attacks", run.audit_attacks)))
         metrics = release_site_audit(site=site, run=run, run_id=str(context.run_id), weights=_weights(msg),
                                      attacks=attacks)
         check_reply(metrics, audit_reply_keys(attacks), site_opt_in=site.release_audit)
-    except Exception as error:  # noqa: BLE001
-        return _refuse(msg, site_id, error)
-    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+        return RecordDict({"metrics": MetricRecord(metrics)})
+
+    return _answer(msg, context, handle)
