@@ -16,7 +16,7 @@ from client.daemon import SuperNodeOptions, supernode_command
 from medgan_core.errors import ConfigError
 from server.certs import create_site_key, create_tls
 from server.coordinator import SuperLinkOptions, stage_app, superlink_command, write_connection
-from simulations.cli import main as medgan
+from medgan_cli.main import main as medgan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_staged_app_ships_the_app_packages_and_leaves_pyproject_alone(tmp_path):
     app = stage_app(tmp_path / "app")
     names = zipfile.ZipFile(BytesIO(build_fab_from_disk(app))).namelist()
     assert {"client/app.py", "server/app.py", "medgan_core/site.py", "privacy/ledger.py"} <= set(names)
-    assert not any(n.startswith(("simulations/", "tests/", "data/", "runs/")) for n in names)
+    assert not any(n.startswith(("simulations/", "medgan_cli/", "tests/", "data/", "runs/")) for n in names)
     assert "federations" not in (app / "pyproject.toml").read_text()
     assert get_fused_config_from_dir(app, {}) == get_fused_config_from_dir(REPO, {})
     assert hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest() == original
