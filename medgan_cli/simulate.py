@@ -9,8 +9,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medgan_cli._common import exclusive_run_dir, load_run, parse_overrides
+
+if TYPE_CHECKING:
+    from medgan_core.config import RunConfig
 
 __all__ = ["register", "report", "simulate", "status"]
 
@@ -49,7 +53,7 @@ def simulate(args: argparse.Namespace) -> int:
         return _simulate(run, run_dir, overwrite=args.overwrite, verbose=args.verbose)
 
 
-def _simulate(run, run_dir: Path, *, overwrite: bool, verbose: bool) -> int:
+def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool) -> int:
     from medgan_core.run_dir import RunDirectory
     from simulations.audit import write_canary_manifest
     from simulations.federation import check_patient_level_feasible, run_federation
@@ -102,7 +106,7 @@ def report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--inception {args.inception}: no such file; pass a TorchScript Inception-v3 "
                           "file (it is never downloaded)")
     write_report = report_function(run.modality)
-    extra = {}
+    extra: dict[str, str] = {}
     if args.inception:
         if "inception" not in inspect.signature(write_report).parameters:
             raise ConfigError(f"--inception: the {run.modality} report does not take an Inception model; compute it "
