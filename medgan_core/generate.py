@@ -48,12 +48,20 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return replace(run, run_dir=str(directory.root.resolve()))
 
 
-def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt") -> tuple[GanPair, RunConfig]:
-    """The GAN of a finished (or running) federation, from its run directory."""
+def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt", *, run: RunConfig | None = None
+                 ) -> tuple[GanPair, RunConfig]:
+    """The GAN of a finished (or running) federation, from its run directory.
+
+    Args:
+        run_dir: The run directory.
+        checkpoint: The checkpoint file in its ``checkpoints/``.
+        run: The run's configuration, if the caller has already read it
+            (:func:`load_run_config`); read from ``run_dir/config.json`` otherwise.
+    """
     from medgan_core.site import build_gan
 
     directory = RunDirectory(run_dir)
-    run = load_run_config(run_dir)
+    run = run if run is not None else load_run_config(run_dir)
     if not (directory.checkpoints / checkpoint).is_file():
         raise ConfigError(f"{directory.checkpoints / checkpoint}: no checkpoint; the run trained no round "
                           "(see its metrics.jsonl for refusals) or the directory is incomplete")

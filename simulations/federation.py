@@ -24,7 +24,8 @@ from flwr.common.config import get_fused_config_from_dir
 from medgan_core.config import RunConfig
 from medgan_core.processes import console_script, flower_process_env
 
-__all__ = ["APP_DIR", "local_simulation_superlink", "resolve_run_config", "run_federation", "to_run_config_arg"]
+__all__ = ["APP_DIR", "check_patient_level_feasible", "local_simulation_superlink", "resolve_run_config",
+           "run_federation", "to_run_config_arg"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,27 @@ def resolve_run_config(overrides: dict[str, Any]) -> RunConfig:
         data_root=absolute(run.data_root, Path.cwd() if "data-root" in overrides else APP_DIR),
         resume_from=absolute(run.resume_from, Path.cwd()) if run.resume_from else "",
     )
+
+
+def check_patient_level_feasible(run: RunConfig) -> None:
+    """With patient-level DP, every simulated site must be able to train usefully; say
+    which cannot, with the noise it would need and why, before anything is spent.
+
+    Raises:
+        ConfigError: a simulated site cannot train at the patient level.
+    """
+    from medgan_core.errors import ConfigError
+    from medgan_core.site import SiteConfig, patient_feasibility
+
+    if not run.dp_enabled or run.unit != "patient":
+        return
+    for partition in range(len(run.site_record_groups())):
+        site = SiteConfig.for_simulation(run, partition)
+        verdict = patient_feasibility(site, run)
+        logger.info("%s: %s", site.site_id, verdict.verdict)
+        if not verdict.feasible:
+            raise ConfigError(f"privacy-unit=patient: {site.site_id}: {verdict.verdict}. Fix: "
+                              "privacy-unit='record' (one beat or image is the unit), or sites with more patients")
 
 
 def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: bool = False) -> None:

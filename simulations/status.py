@@ -12,17 +12,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from medgan_core.config import RunConfig
 from medgan_core.generate import load_run_config
 from medgan_core.run_dir import RunDirectory
 
 __all__ = ["format_status", "run_status"]
 
 
-def run_status(run_dir: str | Path) -> dict[str, Any]:
-    """The status of the run in ``run_dir`` as a dict (see :func:`format_status`)."""
+def run_status(run_dir: str | Path, *, run: RunConfig | None = None) -> dict[str, Any]:
+    """The status of the run in ``run_dir`` as a dict (see :func:`format_status`).
+
+    Args:
+        run_dir: The run directory.
+        run: Its configuration, if the caller has already read it (``load_run_config``);
+            read from ``run_dir/config.json`` otherwise.
+    """
     from simulations.report import refusal_summary, site_privacy_summary
 
-    run = load_run_config(run_dir)
+    run = run if run is not None else load_run_config(run_dir)
     directory = RunDirectory(run_dir)
     history = directory.read_metrics()
     checkpoints = sorted(directory.checkpoints.glob("round-*.pt"))

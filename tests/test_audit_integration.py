@@ -116,7 +116,7 @@ def test_central_audit_reports_every_site_and_the_canaries(small_run):
 
 def test_medgan_audit_writes_json_figures_and_a_table(small_run, capsys):
     from simulations.audit import CANARY_FILE, write_canary_manifest
-    from simulations.cli import main
+    from medgan_cli.main import main
 
     run = replace(small_run, canaries=32, audit_attacks="logan gan_leaks")
     directory = RunDirectory(run.run_dir)
@@ -141,7 +141,7 @@ def test_medgan_audit_writes_json_figures_and_a_table(small_run, capsys):
 
 def test_medgan_audit_exits_nonzero_on_a_violation(monkeypatch, capsys, small_run):
     import simulations.audit
-    from simulations.cli import main
+    from medgan_cli.main import main
 
     directory = RunDirectory(small_run.run_dir)  # a real run directory, so the CLI's checks pass
     directory.write_json("config.json", small_run.to_mapping())

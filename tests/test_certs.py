@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from server.certs import KeyExistsError, create_site_key, create_tls
-from simulations.cli import main as medgan
+from medgan_cli.main import main as medgan
 
 
 def _mode(path):

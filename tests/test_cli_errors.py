@@ -3,7 +3,7 @@ traceback, and nothing is written."""
 
 import pytest
 
-from simulations.cli import main
+from medgan_cli.main import main
 
 
 @pytest.mark.parametrize("override, message", [
@@ -30,9 +30,9 @@ def test_bad_run_config_is_one_clear_line_and_writes_nothing(tmp_path, override,
 
 
 def test_run_config_is_parsed_by_flowers_parser_quoted_spaces_and_bars_kept(tmp_path):
-    from simulations.cli import _parse_overrides
+    from medgan_cli._common import parse_overrides
 
-    overrides = _parse_overrides(["site-records='mitdb/106 mitdb/100|mitdb/105' num-server-rounds=1",
+    overrides = parse_overrides(["site-records='mitdb/106 mitdb/100|mitdb/105' num-server-rounds=1",
                                   f"run-dir='{tmp_path}'"])
 
     assert overrides == {"site-records": "mitdb/106 mitdb/100|mitdb/105", "num-server-rounds": 1,
@@ -51,10 +51,10 @@ def test_each_flower_log_line_is_printed_once(monkeypatch):
 
     from flwr.common.logger import FLOWER_LOGGER
 
-    from simulations.cli import _setup_logging
+    from medgan_cli._common import setup_logging
 
     monkeypatch.setattr(FLOWER_LOGGER, "propagate", True)  # as Flower leaves it; restored after
-    _setup_logging(verbose=False)
+    setup_logging(verbose=False)
 
     # The handlers that print a Flower INFO record, walking up the hierarchy as logging
     # does (pytest's own capture handlers on the root print nothing).
@@ -216,7 +216,7 @@ def test_generate_writes_and_rewrites_its_own_output(saved_run, tmp_path, capsys
 
 
 def test_failed_image_export_leaves_no_half_written_directory(tmp_path, monkeypatch):
-    from simulations import cli
+    from medgan_cli._common import write_staged
 
     out = tmp_path / "export"
 
@@ -226,7 +226,7 @@ def test_failed_image_export_leaves_no_half_written_directory(tmp_path, monkeypa
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        cli._write_staged(out, fails_halfway)
+        write_staged(out, fails_halfway)
 
     assert list(tmp_path.iterdir()) == []
 

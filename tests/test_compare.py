@@ -8,7 +8,7 @@ import math
 import pytest
 
 from medgan_core.errors import ConfigError
-from simulations.cli import main
+from medgan_cli.main import main
 from simulations.compare import compare_runs
 
 

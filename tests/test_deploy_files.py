@@ -23,7 +23,7 @@ import pytest
 import tomli_w
 import yaml
 
-from simulations.cli import build_parser
+from medgan_cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -288,7 +288,7 @@ def test_dockerfile_copies_code_only_and_runs_medgan_as_a_non_root_user():
     packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     assert {p.rstrip("*") for p in packages["include"]} <= set(copied)  # every installed package
     assert set(copied) <= {"pyproject.toml", "README.md", "LICENSE", "requirements/constraints.txt",
-                           "medgan_core", "privacy", "client", "server", "simulations"}
+                           "medgan_core", "privacy", "client", "server", "simulations", "medgan_cli"}
     user = [arg for kind, arg in instructions if kind == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0")
     assert [arg for kind, arg in instructions if kind == "ENTRYPOINT"] == ['["medgan"]']

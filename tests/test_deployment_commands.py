@@ -16,7 +16,7 @@ from client.daemon import SuperNodeOptions, supernode_command
 from medgan_core.errors import ConfigError
 from server.certs import create_site_key, create_tls
 from server.coordinator import SuperLinkOptions, stage_app, superlink_command, write_connection
-from simulations.cli import main as medgan
+from medgan_cli.main import main as medgan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +101,7 @@ def test_staged_app_ships_the_app_packages_and_leaves_pyproject_alone(tmp_path):
     app = stage_app(tmp_path / "app")
     names = zipfile.ZipFile(BytesIO(build_fab_from_disk(app))).namelist()
     assert {"client/app.py", "server/app.py", "medgan_core/site.py", "privacy/ledger.py"} <= set(names)
-    assert not any(n.startswith(("simulations/", "tests/", "data/", "runs/")) for n in names)
+    assert not any(n.startswith(("simulations/", "medgan_cli/", "tests/", "data/", "runs/")) for n in names)
     assert "federations" not in (app / "pyproject.toml").read_text()
     assert get_fused_config_from_dir(app, {}) == get_fused_config_from_dir(REPO, {})
     assert hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest() == original
@@ -156,3 +156,66 @@ def test_daemon_restarts_a_failed_supernode_but_not_a_misconfigured_one(tmp_path
     (tmp_path / "starts").unlink()
     assert run_supervised(_fake_supernode(tmp_path, 302), env=dict(os.environ), log=log, max_restarts=5) == 1
     assert (tmp_path / "starts").read_text() == "1"
+
+
+# ------------------------------------------------------------- `medgan coordinator run` exit status
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_coordinator_run_fails_when_no_superlink_answers(tmp_path, capsys):
+    # `flwr run` cannot reach the SuperLink: no run starts, and that is a failure, not exit 0.
+    import time
+
+    state = tmp_path / "coordinator"
+    write_connection(SuperLinkOptions(host="127.0.0.1", port=_unused_port(), certs_dir=None, state_dir=state,
+                                      insecure=True))
+    started = time.monotonic()
+
+    code = medgan(["coordinator", "run", "--state-dir", str(state), "--run-dir", str(tmp_path / "run"),
+                   "--run-config", "num-server-rounds=1"])
+
+    assert code != 0
+    assert "run None: not started" in capsys.readouterr().err  # medgan's logging goes to stderr
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.slow
+def test_coordinator_run_fails_when_the_launched_run_fails(tmp_path, capsys):
+    # A real SuperLink; the ServerApp fails at once (resume-from names no checkpoint), so
+    # Flower records the run as finished:failed, whatever `flwr run --stream` exits with.
+    import signal
+    import subprocess
+    import time
+
+    state, port = tmp_path / "coordinator", _unused_port()
+    env = {**os.environ, "FLWR_HOME": str(tmp_path / "flwr-default"), "FLWR_TELEMETRY_ENABLED": "0",
+           "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    superlink = subprocess.Popen([sys.executable, "-m", "medgan_cli", "coordinator", "start", "--insecure",
+                                  "--state-dir", str(state), "--port", str(port)], cwd=REPO, env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "flwr" / "config.toml").exists() or not _listening(port):
+            assert superlink.poll() is None and time.monotonic() < deadline, "the SuperLink did not start"
+            time.sleep(0.2)
+
+        code = medgan(["coordinator", "run", "--state-dir", str(state), "--run-dir", str(tmp_path / "run"),
+                       "--run-config", f"num-server-rounds=1 resume-from='{tmp_path / 'nothing'}'"])
+    finally:
+        os.killpg(superlink.pid, signal.SIGTERM)
+        superlink.wait(timeout=30)
+
+    assert code != 0
+    assert ": finished:failed after" in capsys.readouterr().err
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -22,7 +22,7 @@ from client.app_policy import AppPolicy, check_fab, installed_package_dirs
 from client.guard import REFUSAL, Guard, guarded_env, install_guard
 from medgan_core.errors import ConfigError
 from server.coordinator import stage_app
-from simulations.cli import main as medgan
+from medgan_cli.main import main as medgan
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALLED = AppPolicy()

@@ -26,7 +26,7 @@ from server.certs import create_site_key, create_tls
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-MEDGAN = [sys.executable, "-m", "simulations.cli"]
+MEDGAN = [sys.executable, "-m", "medgan_cli"]
 # Site budgets: site-b's is spent by the resumed round's request, site-a's is not.
 SITES = {"site-a": (["106", "100"], 50.0), "site-b": (["105", "123"], 3.0)}
 

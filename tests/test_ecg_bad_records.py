@@ -362,7 +362,7 @@ def test_empty_record_directory_names_the_directory_and_the_fix(tmp_path):
 
 
 def test_site_check_on_an_empty_directory_names_it(tmp_path, capsys):
-    from simulations.cli import main
+    from medgan_cli.main import main
 
     (tmp_path / "ecg").mkdir()
     toml = tmp_path / "site.toml"

@@ -148,7 +148,7 @@ def test_calculator_rejects_invalid_inputs_in_one_line(extra, expected):
 
 
 def test_wired_into_the_medgan_command(ledger_path, capsys):
-    from simulations.cli import main as medgan
+    from medgan_cli.main import main as medgan
 
     assert medgan(["privacy", "ledger", "verify", str(ledger_path)]) == 0
     assert "ok, verified" in capsys.readouterr().out

@@ -174,7 +174,7 @@ def _patient_ids(site, run):
 
 def test_patient_level_dp_on_the_bundled_ecg_sites_is_refused_before_anything_is_spent(tmp_path):
     from medgan_core.errors import ConfigError
-    from simulations.cli import main
+    from medgan_cli.main import main
 
     run_dir = tmp_path / "run"
     with pytest.raises(SystemExit, match=r"site-0: 2 patients.*no useful training is possible"):

@@ -5,7 +5,7 @@ import json
 from medgan_core.models.state import gan_state
 from medgan_core.run_dir import RunDirectory
 from medgan_core.site import SiteConfig, build_gan, train_round
-from simulations.cli import main
+from medgan_cli.main import main
 
 
 def test_status_reads_the_run_while_it_goes(small_run, capsys):

@@ -432,7 +432,7 @@ def test_missing_labels_csv_names_the_file(tmp_path: Path) -> None:
 
 
 def test_site_check_on_a_folder_without_class_folders_is_one_line(tmp_path: Path, capsys) -> None:
-    from simulations.cli import main
+    from medgan_cli.main import main
 
     (tmp_path / "images").mkdir()
     toml = tmp_path / "site.toml"
