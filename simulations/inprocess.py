@@ -135,12 +135,14 @@ def run_inprocess_federation(
     records: list[RoundRecord] = []
     with _torch_threads(threads):
         for server_round in track(range(1, rounds + 1), description=f"federation of {len(sites)} site(s): rounds"):
-            replies = [_train(site, run, run_id, server_round, arrays) for site in sites]
+            replies, train = [], {}
+            for site in sites:
+                reply, train[site.site_id] = _train(site, run, run_id, server_round, arrays)
+                replies.append(reply)
             arrays = aggregate_arrayrecords(replies, WEIGHT_KEY)
-            train = {site.site_id: dict(reply["metrics"]) for site, reply in zip(sites, replies)}
             record = RoundRecord(
                 server_round=server_round, train=train,
-                aggregated=dict(aggregate_metricrecords(replies, WEIGHT_KEY)),
+                aggregated={k: float(v) for k, v in aggregate_metricrecords(replies, WEIGHT_KEY).items()},  # type: ignore[arg-type]
                 evaluate={site.site_id: _evaluate(site, run, arrays) for site in sites} if evaluate else {},
             )
             records.append(record)
@@ -152,16 +154,18 @@ def run_inprocess_federation(
     return InProcessResult(weights=arrays.to_torch_state_dict(), rounds=records, epsilon=epsilon)
 
 
-def _train(site: SiteConfig, run: RunConfig, run_id: str, server_round: int, arrays: ArrayRecord) -> RecordDict:
+def _train(site: SiteConfig, run: RunConfig, run_id: str, server_round: int,
+           arrays: ArrayRecord) -> tuple[RecordDict, dict[str, float]]:
     """What the ClientApp's train handler does, without the message: the same call and reply."""
+    # The same torch state dict the ClientApp passes (train_round's annotation says numpy).
     state, metrics = train_round(site=site, run=run, run_id=run_id, server_round=server_round,
-                                 weights=arrays.to_torch_state_dict())
+                                 weights=arrays.to_torch_state_dict())  # type: ignore[arg-type]
     check_reply(metrics, TRAIN_REPLY)
-    return RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
+    return RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(dict(metrics))}), metrics
 
 
 def _evaluate(site: SiteConfig, run: RunConfig, arrays: ArrayRecord) -> dict[str, float]:
-    metrics = evaluate_round(site=site, run=run, weights=arrays.to_torch_state_dict())
+    metrics = evaluate_round(site=site, run=run, weights=arrays.to_torch_state_dict())  # type: ignore[arg-type]
     check_reply(metrics, EVALUATE_REPLY)
     return metrics
 
