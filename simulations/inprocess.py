@@ -32,12 +32,13 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords, aggregate_metricrecords
 
 from medgan_core.config import RunConfig
+from medgan_core.models.registry import GanPair
 from medgan_core.models.state import gan_state
 from medgan_core.progress import track
 from medgan_core.site import SiteConfig, build_gan, evaluate_round, train_round
 from privacy.releases import EVALUATE_REPLY, TRAIN_REPLY, check_reply
 
-__all__ = ["InProcessResult", "RoundRecord", "initial_weights", "run_inprocess_federation", "simulated_sites"]
+__all__ = ["InProcessResult", "RoundRecord", "initial_gan", "initial_weights", "run_inprocess_federation", "simulated_sites"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +78,18 @@ class InProcessResult:
     epsilon: dict[str, float]
 
 
-def initial_weights(run: RunConfig) -> dict[str, torch.Tensor]:
-    """The ServerApp's initial global model: ``build_gan(run)`` after ``torch.manual_seed(run.seed)``.
+def initial_gan(run: RunConfig) -> GanPair:
+    """The ServerApp's initial global model: ``build_gan(run)`` right after ``torch.manual_seed(run.seed)``.
 
     Seeds the global torch RNG as the ServerApp does (``run.seed`` is public).
     """
     torch.manual_seed(run.seed)
-    return gan_state(build_gan(run))
+    return build_gan(run)
+
+
+def initial_weights(run: RunConfig) -> dict[str, torch.Tensor]:
+    """The state of :func:`initial_gan`: what the ServerApp sends in round 1."""
+    return gan_state(initial_gan(run))
 
 
 def simulated_sites(run: RunConfig) -> list[SiteConfig]:
