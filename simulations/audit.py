@@ -72,14 +72,6 @@ def _check_manifest(run: RunConfig) -> None:
                           "holdout-records); was the config or the bundled data changed after the run?")
 
 
-def _initial_gan(run: RunConfig) -> GanPair:
-    """The global model before round 1, built as the ServerApp builds it."""
-    from medgan_core.site import build_gan
-
-    torch.manual_seed(run.seed)
-    return build_gan(run)
-
-
 def _auc(audit: Any) -> float | None:
     return audit.result.auc if audit.result is not None else None
 
@@ -131,6 +123,8 @@ def audit_run(
             match the run's configuration.
         FileNotFoundError: the run has no checkpoint.
     """
+    from simulations.inprocess import initial_gan  # the ServerApp's initial model
+
     directory = RunDirectory(run_dir)
     gan, run = load_run_gan(run_dir)
     run = replace(run, run_dir=str(directory.root.resolve()))  # ledgers relative to where the run is now
@@ -143,7 +137,7 @@ def audit_run(
     # The same audit of the federation's untrained initial model: how far from 0.5 an
     # attack is for reasons other than training (e.g. members and non-members being
     # different patients). Leakage shows as a change from this baseline.
-    baseline = audit_federation(run=run, gan=_initial_gan(run), reference_gan=reference, attacks=names,
+    baseline = audit_federation(run=run, gan=initial_gan(run), reference_gan=reference, attacks=names,
                                 n_synthetic=n_synthetic, seed=seed)
     non_member_patients, reference_patients = split_audit_patients(run.holdout_records.split())
     report: dict[str, Any] = {

@@ -15,9 +15,9 @@ Settings:
 * ``federated``: every round each site trains from the global weights through exactly the
   code of the Flower ClientApp (:func:`medgan_core.site.train_round`, ledger included),
   and the server averages the replies IN-PROCESS with Flower's own FedAvg arithmetic
-  (``flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords`` weighted by
-  ``num-examples``, the function ``FedAvg.aggregate_train`` calls), so the result is
-  numerically what the simulation engine would produce, without Ray.
+  (:mod:`simulations.inprocess`), so the result is numerically what the simulation engine
+  would produce, without Ray. The other two settings are the same in-process federation
+  with one site.
 
 Every generator is scored with :func:`medgan_core.evaluation.evaluate_generator` against
 the held-out patients, in one shared domain encoder trained on the sites' real training
@@ -34,7 +34,6 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -53,12 +52,13 @@ from medgan_core.evaluation import (
 )
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.registry import GanPair, create_gan
-from medgan_core.models.state import gan_state, load_gan_state
+from medgan_core.models.state import load_gan_state
 from medgan_core.progress import track
-from medgan_core.site import SiteConfig, build_gan, train_round
+from medgan_core.site import SiteConfig, build_gan
+from simulations.inprocess import initial_weights, run_inprocess_federation, simulated_sites
 from simulations.report import run_training_sets, single_threaded
 
-__all__ = ["SETTINGS", "StudyConfig", "fedavg", "run_study", "train_setting"]
+__all__ = ["SETTINGS", "StudyConfig", "run_study", "train_setting"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,20 +121,6 @@ def _is_1d(pair: GanPair) -> bool:
     return out.ndim == 3
 
 
-def fedavg(replies: Sequence[tuple[dict, dict[str, float]]]) -> dict:
-    """Flower's FedAvg of ``(state, metrics)`` replies, weighted by ``num-examples``.
-
-    Calls the aggregation function Flower's ``FedAvg.aggregate_train`` uses, on the same
-    records a ClientApp reply carries, so the result is identical to a simulated round.
-    """
-    from flwr.app import ArrayRecord, MetricRecord, RecordDict
-    from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
-
-    records = [RecordDict({"arrays": ArrayRecord(state), "metrics": MetricRecord(metrics)})
-               for state, metrics in replies]
-    return aggregate_arrayrecords(records, "num-examples").to_torch_state_dict()
-
-
 def _central_site(run: RunConfig) -> SiteConfig:
     records = [p for group in run.site_record_groups() for p in group]
     return SiteConfig(site_id="central", modality=run.modality,
@@ -143,35 +129,26 @@ def _central_site(run: RunConfig) -> SiteConfig:
                       target_epsilon=run.target_epsilon, target_delta=run.target_delta, allow_non_private=True)
 
 
-def _train_alone(site: SiteConfig, run: RunConfig, weights: dict) -> tuple[dict, float]:
-    epsilon = math.inf
-    for rnd in range(1, run.num_server_rounds + 1):
-        weights, metrics = train_round(site=site, run=run, run_id="study", server_round=rnd, weights=weights)
-        epsilon = metrics["epsilon"]
-    return weights, epsilon
-
-
 def train_setting(setting: str, run: RunConfig) -> list[tuple[str, dict, float]]:
-    """Train one setting; returns ``(holder, final GAN state, epsilon spent)`` per model produced."""
-    import torch
+    """Train one setting; returns ``(holder, final GAN state, epsilon spent)`` per model produced.
 
-    torch.manual_seed(run.seed)  # the same initial weights in every setting, as the ServerApp
-    initial = gan_state(build_gan(run))
-    sites = [SiteConfig.for_simulation(run, k) for k in range(len(run.site_record_groups()))]
+    Every setting is :func:`simulations.inprocess.run_inprocess_federation` from the
+    ServerApp's initial weights: of every site (federated), of each site alone (local), or
+    of one site holding the pooled data (centralized).
+    """
+    initial = initial_weights(run)  # the same initial weights in every setting, as the ServerApp
     if setting == "centralized":
-        state, eps = _train_alone(_central_site(run), run, initial)
-        return [("central", state, eps)]
+        result = run_inprocess_federation(run, sites=[_central_site(run)], initial=initial, run_id="study")
+        return [("central", result.weights, result.epsilon["central"])]
     if setting == "local":
-        return [(site.site_id, *_train_alone(site, run, initial)) for site in sites]
+        produced = []
+        for site in simulated_sites(run):
+            result = run_inprocess_federation(run, sites=[site], initial=initial, run_id="study")
+            produced.append((site.site_id, result.weights, result.epsilon[site.site_id]))
+        return produced
     if setting == "federated":
-        weights, spent = initial, {}
-        for rnd in range(1, run.num_server_rounds + 1):
-            replies = [train_round(site=site, run=run, run_id="study", server_round=rnd, weights=weights)
-                       for site in sites]
-            weights = fedavg(replies)
-            spent = {site.site_id: metrics["epsilon"] for site, (_, metrics) in zip(sites, replies)}
-            logger.info("study federated round %d: epsilon per site %s", rnd, spent)
-        return [("federation", weights, max(spent.values()))]
+        result = run_inprocess_federation(run, initial=initial, run_id="study")
+        return [("federation", result.weights, max(result.epsilon.values()))]
     raise ValueError(f"unknown setting {setting!r}; choose from {list(SETTINGS)}")
 
 

@@ -15,12 +15,10 @@ REPORT_ARGS = dict(n_per_class=40, dtw_samples=10, wfdb_per_class=5, encoder_epo
 def saved_run(tmp_path_factory):
     """A two-round run directory, as the ServerApp leaves it, built without Flower: two sites
     (mitdb/106 with 2027 beats, mitdb/105 with 2567), held-out patient mitdb/116."""
-    from dataclasses import replace
-
-    from medgan_core.models.state import gan_state
     from medgan_core.run_dir import RunDirectory
-    from medgan_core.site import SiteConfig, build_gan, train_round
+    from medgan_core.site import SiteConfig
     from simulations.federation import resolve_run_config
+    from simulations.inprocess import run_inprocess_federation
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -30,16 +28,16 @@ def saved_run(tmp_path_factory):
                               "batch-size": 32, "dp-enabled": False})
     directory = RunDirectory(root)
     directory.write_json("config.json", run.to_mapping())
-    torch.manual_seed(run.seed)
-    state = gan_state(build_gan(run))
-    for rnd in (1, 2):
-        state, _ = train_round(site=SiteConfig.for_simulation(replace(run), 0), run=run, run_id="t",
-                               server_round=rnd, weights=state)
-        directory.save_checkpoint(rnd, state, {"model": run.model})
+
+    def record(done, state):
+        directory.save_checkpoint(done.server_round, state, {"model": run.model})
         # What the ServerApp's recorder writes; round 2 had one refusal.
-        refusals = {"7": "medgan:budget-exhausted: the site's privacy budget does not allow this request"} if rnd == 2 else {}
-        directory.append_metrics({"round": rnd, "train": {"d-loss-fake": 1.0, "g-loss": 2.0},
+        refusals = ({"7": "medgan:budget-exhausted: the site's privacy budget does not allow this request"}
+                    if done.server_round == 2 else {})
+        directory.append_metrics({"round": done.server_round, "train": {"d-loss-fake": 1.0, "g-loss": 2.0},
                                   "evaluate": {"epsilon": 1.0}, "trained": 1, "refusals": refusals})
+
+    run_inprocess_federation(run, sites=[SiteConfig.for_simulation(run, 0)], run_id="t", on_round=record)
     yield root
     torch.set_num_threads(threads)
 

@@ -7,6 +7,7 @@ import pytest
 from medgan_core.models.state import gan_state
 from medgan_core.site import SiteConfig, build_gan, train_round
 from privacy.accounting import epsilon_from_history
+from simulations.inprocess import run_inprocess_federation
 
 
 def _weights(run):
@@ -15,9 +16,8 @@ def _weights(run):
 
 def test_prior_released_once_and_rounds_compose(small_run):
     site = SiteConfig.for_simulation(small_run, 2)
-    weights = _weights(small_run)
-    _, first = train_round(site=site, run=small_run, run_id="t", server_round=1, weights=weights)
-    _, second = train_round(site=site, run=small_run, run_id="t", server_round=2, weights=weights)
+    rounds = run_inprocess_federation(small_run, sites=[site], rounds=2, run_id="t").rounds
+    first, second = (r.train[site.site_id] for r in rounds)
     raw = json.loads(site.ledger_path.read_text())
     assert [e["purpose"] for e in raw["entries"]] == ["label-prior", "dp-sgd", "dp-sgd"]
     assert raw["entries"][0]["sample_rate"] == 1.0 and raw["entries"][0]["steps"] == 1
@@ -30,11 +30,9 @@ def test_prior_released_once_and_rounds_compose(small_run):
 
 def test_derived_noise_plans_the_remaining_rounds_to_the_target(small_run):
     site = SiteConfig.for_simulation(small_run, 0)
-    weights = _weights(small_run)
-    for server_round in range(1, small_run.num_server_rounds + 1):
-        _, metrics = train_round(site=site, run=small_run, run_id="t", server_round=server_round, weights=weights)
+    spent = run_inprocess_federation(small_run, sites=[site], run_id="t").epsilon[site.site_id]
     # After the planned rounds the site is close to, and never above, its target.
-    assert 0.97 * small_run.target_epsilon <= metrics["epsilon"] <= small_run.target_epsilon
+    assert 0.97 * small_run.target_epsilon <= spent <= small_run.target_epsilon
 
 
 def test_site_limits_cap_local_work(small_run):

@@ -1,4 +1,4 @@
-"""The study: in-process FedAvg is Flower's arithmetic, the settings compose the site code,
+"""The study: the settings are in-process federations of the site code,
 the table's conclusions are computed (and can say yes), and a tiny grid runs end to end."""
 
 import csv
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simulations.study import StudyConfig, conclude, fedavg, run_study, train_setting
+from simulations.study import StudyConfig, conclude, run_study, train_setting
 
 TINY_SITES = {"site-records": "mitdb/106|mitdb/105", "holdout-records": "mitdb/116"}
 
@@ -21,15 +21,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def test_fedavg_is_the_num_examples_weighted_mean():
-    a = {"generator.w": torch.tensor([1.0, 2.0]), "discriminator.b": torch.tensor([0.0])}
-    b = {"generator.w": torch.tensor([3.0, 6.0]), "discriminator.b": torch.tensor([4.0])}
-    out = fedavg([(a, {"num-examples": 1.0, "epsilon": 1.0}), (b, {"num-examples": 3.0, "epsilon": 2.0})])
-    assert list(out) == ["generator.w", "discriminator.b"]
-    assert torch.allclose(out["generator.w"], torch.tensor([2.5, 5.0]))  # (1*a + 3*b) / 4
-    assert torch.allclose(out["discriminator.b"], torch.tensor([3.0]))
 
 
 def test_one_federated_round_is_fedavg_of_the_sites_first_local_round(tmp_path, monkeypatch):
@@ -44,9 +35,12 @@ def test_one_federated_round_is_fedavg_of_the_sites_first_local_round(tmp_path, 
     federated = train_setting("federated", replace(run, run_dir=str(tmp_path / "federated")))
     assert [h for h, _, _ in local] == ["site-0", "site-1"] and federated[0][0] == "federation"
     # Same initial weights and per-site seeds: round 1 of each site is identical in both settings.
-    expected = fedavg([(state, {"num-examples": n}) for (_, state, _), n in zip(local, (2027.0, 2567.0))])
+    # Non-private sites weigh their updates by their exact sizes: 2027 and 2567 beats.
+    (_, first, _), (_, second, _) = local
     got = federated[0][1]
-    assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in expected)
+    for key in first:
+        expected = (2027.0 * first[key].double() + 2567.0 * second[key].double()) / (2027.0 + 2567.0)
+        assert torch.allclose(got[key].double(), expected, atol=1e-6), key
     with pytest.raises(ValueError, match="centralized"):
         train_setting("pooled", run)
 
