@@ -12,7 +12,7 @@ from flwr.serverapp.strategy import FedAvg
 from medgan_core.config import RunConfig
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.run_dir import RunDirectory
-from medgan_core.site import build_gan
+from medgan_core.models import build_gan
 from server.central import central_audit_fn, query_site_audits
 from server.resume import RoundOffset, resume_point
 from server.strategy import RunRecorder
