@@ -131,9 +131,12 @@ class XrayModality(Modality):
         # One folder of held-out patients (or the simulation's hold-out share of the shared
         # folder), halved by a seeded split of whole patients: a patient's images are all
         # non-members or all reference, and both halves get about the same class mix.
-        data = self.load(audit_paths[:1], image_size=image_size, patient_share=audit_share)
+        if len(audit_paths) != 1:
+            raise ConfigError(f"modality xray: [audit] records must name one folder of held-out patients' images "
+                              f"(NORMAL/ and PNEUMONIA/ inside), got {list(audit_paths)}")
+        data = self.load(audit_paths, image_size=image_size, patient_share=audit_share)
         if data.num_patients < 2:
-            raise ConfigError(f"the membership audit needs at least two held-out patients in {audit_paths[:1]} "
+            raise ConfigError(f"the membership audit needs at least two held-out patients in {audit_paths[0]} "
                               f"(non-members and a disjoint reference), got {data.num_patients}; add patients")
         seed = audit_share.seed if isinstance(audit_share, PatientShare) else 0
         halves = split_by_patient(list(data.patient_ids), fractions=[0.5, 0.5], seed=seed)

@@ -20,7 +20,7 @@ def secret_generator() -> torch.Generator:
 
 
 def derive_noise(ledger: PrivacyLedger, *, run: RunConfig, server_round: int, sample_rate: float,
-                  local_steps: int) -> float:
+                 local_steps: int) -> float:
     """Noise so that the planned remaining rounds end at (not above) the site's budget."""
     remaining_rounds = max(1, run.num_server_rounds - server_round + 1)
     try:

@@ -97,7 +97,7 @@ def class_counts(data: SiteData) -> torch.Tensor:
 
 
 def size_release(site: SiteConfig, run: RunConfig, data: SiteData, ledger: PrivacyLedger,
-                  run_id: str, unit: str = "record") -> SizeRelease:
+                 run_id: str, unit: str = "record") -> SizeRelease:
     """The site's :class:`SizeRelease` for ``unit``: read back if made before, else made once and charged.
 
     Record level: the class counts, sensitivity 1, charged as ``(sigma, 1, 1)``. Patient

@@ -163,8 +163,8 @@ class WeightAverage:
 
 
 def generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
-                    count: int, prior: torch.Tensor, rng: torch.Generator, *,
-                    mode_seeking_weight: float = 0.0) -> float:
+                   count: int, prior: torch.Tensor, rng: torch.Generator, *,
+                   mode_seeking_weight: float = 0.0) -> float:
     d_params = [p for p in discriminator.parameters()]
     flags = [p.requires_grad for p in d_params]
     # Frozen discriminator with Opacus's hooks off: no per-sample gradients are captured,
