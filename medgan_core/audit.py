@@ -1,19 +1,24 @@
-"""Membership-inference audits of a federation's GAN on ECG data (no Flower).
+"""Membership-inference audits of a federation's GAN, for any modality (no Flower).
 
 Who is a member, who is not, and what the reference is:
 
-* **Members** of site K: the records site K trains on (its patients minus any it holds
-  out for evaluation), canaries excluded.
+* **Members** of site K: the records site K trains on, canaries excluded.
 * **Held-out patients** (``holdout-records``; a deployed site's ``[audit] records``) are
-  split by patient: the first half are **non-members**, the second half the
-  **reference** population (DOMIAS's reference density, and the training set of the
-  reference GAN that calibrated GAN-Leaks needs). With the bundled configuration:
-  non-members ``mitdb/114``, reference ``mitdb/116``. Splitting by patient keeps the
-  non-members independent of the reference.
+  split by patient by the modality (:meth:`Modality.audit_holdout`): one half are the
+  **non-members**, the other the **reference** population (DOMIAS's reference density,
+  and the training set of the reference GAN that calibrated GAN-Leaks needs). ECG: the
+  first half of the held-out records (one record, one patient); with the bundled
+  configuration, non-members ``mitdb/114``, reference ``mitdb/116``. X-ray: a seeded split
+  of the hold-out group's patients. Splitting by patient keeps the non-members
+  independent of the reference.
 * **Canaries** (``canaries`` = m > 0, simulation only): m distinctive records crafted from
-  reference beats (:func:`privacy.audit.canaries.craft_canaries`), each put into site 0's
-  training data with probability 1/2. The canaries' source beats are removed from the
-  reference pool, so no candidate is ever in the reference.
+  reference records (beats or images, :func:`privacy.audit.canaries.craft_canaries`), each
+  put into site 0's training data with probability 1/2. The canaries' sources are removed
+  from the reference pool, so no candidate is ever in the reference.
+  (:mod:`medgan_core.audit_pools` holds the pools and the canaries.)
+
+Attacks score records flattened to vectors (``privacy.audit``), so beats and images go
+through the same code.
 
 Caveat on the member vs held-out-patient audit: members and non-members are different
 patients, so an attack also detects *which patients* a model was trained on. That is
@@ -25,27 +30,30 @@ the one-run epsilon lower bound.
 
 from __future__ import annotations
 
-import functools
+import json
 import logging
 import math
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Sequence
+import secrets
+import time
+from dataclasses import replace
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from medgan_core.audit_pools import AuditPools, audit_pools, simulation_canaries, with_included_canaries
 from medgan_core.config import RunConfig
+from medgan_core.data.splits import split_audit_patients
 from medgan_core.errors import ConfigError
-from medgan_core.models.registry import GanPair
+from medgan_core.io_utils import atomic_write_text
+from medgan_core.models import GanPair, build_gan
 from medgan_core.models.state import load_gan_state
 from medgan_core.progress import track
+from medgan_core.site import SiteConfig, training_records
 from medgan_core.training.dp_gan import LocalTrainingConfig, train_local_gan
-from privacy.audit.canaries import CanarySet, craft_canaries
-from privacy.audit.runner import DEFAULT_ATTACKS, AttackAudit, audit_generator, sample_generator
+from privacy.audit.attacks import available_attacks
+from privacy.audit.runner import DEFAULT_ATTACKS, AttackAudit, audit_generator, audit_metrics, sample_generator
 from privacy.ledger import PrivacyLedger
-
-if TYPE_CHECKING:  # medgan_core.site imports this module lazily (canaries), never the reverse
-    from medgan_core.site import SiteConfig
 
 __all__ = [
     "AuditPools",
@@ -70,25 +78,12 @@ logger = logging.getLogger(__name__)
 MAX_CANDIDATES = 2000
 
 
-@dataclass(frozen=True)
-class AuditPools:
-    """Real records the auditor holds besides the members: ``(N, L)`` beats and labels."""
-
-    non_members: np.ndarray
-    non_member_labels: np.ndarray
-    reference: np.ndarray
-    reference_labels: np.ndarray
-    canaries: CanarySet | None = None
-
-
 def parse_attacks(text: str | Sequence[str]) -> list[str]:
     """``"logan gan_leaks"`` or a list -> attack names, validated against the registry.
 
     Raises:
         ConfigError: unknown names (the message lists the known ones) or none at all.
     """
-    from privacy.audit.attacks import available_attacks
-
     names = text.replace(",", " ").split() if isinstance(text, str) else list(text)
     unknown = [n for n in names if n not in available_attacks()]
     if unknown or not names:
@@ -97,107 +92,24 @@ def parse_attacks(text: str | Sequence[str]) -> list[str]:
     return names
 
 
-def split_audit_patients(paths: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Held-out patients (one record = one patient) -> (non-member, reference) halves.
-
-    Raises:
-        ConfigError: with fewer than two patients, since the halves must be disjoint.
-    """
-    paths = list(paths)
-    if len(paths) < 2:
-        raise ConfigError(
-            f"the membership audit needs at least two held-out patients (non-members and a "
-            f"disjoint reference), got {paths}; list more in holdout-records or [audit] records"
-        )
-    half = (len(paths) + 1) // 2
-    return paths[:half], paths[half:]
-
-
-def _ecg_only(run: RunConfig) -> None:
-    from medgan_core.modalities import available_modalities, get_modality
-
-    if not get_modality(run.modality).audit_supported:
-        supported = [m for m in available_modalities() if get_modality(m).audit_supported]
-        raise ConfigError(f"the membership audit supports modality {', '.join(map(repr, supported))}, "
-                          f"not {run.modality!r} (yet)")
-
-
-def _beats(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    from medgan_core.site import load_site_data  # site imports this module lazily
-
-    data = load_site_data("ecg", tuple(str(p) for p in paths))
-    return data.samples.squeeze(1).numpy(), data.labels.numpy()
-
-
-def _holdout_paths(run: RunConfig) -> list[str]:
-    return [str(p) for p in run.record_paths(run.holdout_records.split())]
-
-
-@functools.lru_cache(maxsize=4)
-def simulation_canaries(run: RunConfig) -> CanarySet | None:
-    """The ``canaries`` canaries of a simulated run (``None`` when ``canaries`` = 0).
-
-    A pure function of the run configuration (seeded by ``seed``), so the simulated
-    site, the central audit and ``medgan audit`` all see the same canaries and bits.
-    """
-    if run.canaries == 0:
-        return None
-    _ecg_only(run)
-    _, reference_paths = split_audit_patients(_holdout_paths(run))
-    pool, _ = _beats(reference_paths)
-    return craft_canaries(pool, num_canaries=run.canaries, num_classes=2, seed=run.seed)
-
-
-def with_included_canaries(samples: torch.Tensor, labels: torch.Tensor, run: RunConfig
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Append the included canaries to a site's training ``(N, 1, L)`` samples and labels."""
-    canaries = simulation_canaries(run)
-    if canaries is None:
-        return samples, labels
-    records, canary_labels = canaries.included_records()
-    logger.info("audit: %d of %d canaries included in this site's training data", len(records), len(canaries))
-    extra = torch.from_numpy(np.ascontiguousarray(records, dtype=np.float32)).unsqueeze(1)
-    return torch.cat([samples, extra.to(samples.dtype)]), torch.cat([labels, torch.from_numpy(canary_labels).to(labels.dtype)])
-
-
-def audit_pools(run: RunConfig, audit_paths: Sequence[str] | None = None) -> AuditPools:
-    """Non-members, reference (minus canary sources) and canaries for ``run``.
-
-    Args:
-        run: the run configuration.
-        audit_paths: held-out patient records; default ``holdout-records``.
-    """
-    _ecg_only(run)
-    non_member_paths, reference_paths = split_audit_patients(audit_paths or _holdout_paths(run))
-    x0, y0 = _beats(non_member_paths)
-    xr, yr = _beats(reference_paths)
-    canaries = simulation_canaries(run) if audit_paths is None else None
-    if canaries is not None:
-        keep = np.ones(len(xr), bool)
-        keep[canaries.source_indices] = False
-        xr, yr = xr[keep], yr[keep]
-    return AuditPools(x0, y0, xr, yr, canaries)
-
-
-def train_reference_gan(*, run: RunConfig, beats: np.ndarray, labels: np.ndarray, steps: int,
+def train_reference_gan(*, run: RunConfig, records: np.ndarray, labels: np.ndarray, steps: int,
                         seed: int = 0) -> GanPair:
     """A GAN trained without any candidate, on reference records only (non-private).
 
     It starts from the federation's initial weights (``seed`` of the run, as the
     ServerApp builds them) so that its samples differ from the audited GAN's by the data,
-    not by the initialisation. Kept short: it only calibrates GAN-Leaks.
+    not by the initialisation. Kept short: it only calibrates GAN-Leaks. ``records`` are
+    ``(N, C, ...)`` in the model's layout (:class:`AuditPools`).
     """
-    from medgan_core.site import build_gan
-
     torch.manual_seed(run.seed)
     gan = build_gan(run)
-    config = LocalTrainingConfig(local_steps=steps, batch_size=min(run.batch_size, len(beats)),
+    config = LocalTrainingConfig(local_steps=steps, batch_size=min(run.batch_size, len(records)),
                                  learning_rate_d=run.learning_rate_d, learning_rate_g=run.learning_rate_g,
                                  mode_seeking_weight=run.mode_seeking_weight,
                                  generator_ema=run.generator_ema, seed=seed)
-    samples = torch.from_numpy(np.ascontiguousarray(beats, dtype=np.float32)).unsqueeze(1)
+    samples = torch.from_numpy(np.ascontiguousarray(records, dtype=np.float32))
     train_local_gan(gan=gan, beats=samples, labels=torch.from_numpy(labels).long(), config=config, dp=None)
-    logger.info("audit: trained the reference GAN for %d steps on %d reference records", steps, len(beats))
+    logger.info("audit: trained the reference GAN for %d steps on %d reference records", steps, len(records))
     return gan
 
 
@@ -221,8 +133,6 @@ def site_accountant_epsilon(run: RunConfig, site_index: int) -> tuple[float, flo
     """
     if not run.dp_enabled:
         return math.inf, run.target_delta
-    from medgan_core.site import SiteConfig
-
     path = SiteConfig.for_simulation(run, site_index).ledger_path
     if not path.exists():
         return math.nan, run.target_delta
@@ -261,9 +171,6 @@ def audit_federation(
         -> :class:`AttackAudit`. Site scopes carry the site's accountant epsilon but no
         lower bound (their membership was not randomized); the canary scope has both.
     """
-    from medgan_core.site import SiteConfig, training_records
-
-    _ecg_only(run)
     pools = audit_pools(run)
     x0, y0 = _subsample(pools.non_members, pools.non_member_labels, max_candidates, seed)
     ref_syn = None
@@ -275,7 +182,7 @@ def audit_federation(
     for index in track(range(len(run.site_record_groups())), description="membership audit, sites"):
         site = replace(SiteConfig.for_simulation(run, index), canaries=False)
         data = training_records(site, run)
-        x1, y1 = _subsample(data.samples.squeeze(1).numpy(), data.labels.numpy(), max_candidates, seed)
+        x1, y1 = _subsample(data.samples.numpy(), data.labels.numpy(), max_candidates, seed)
         epsilon, delta = site_accountant_epsilon(run, index)
         logger.info("audit site-%d: %d members vs %d non-members", index, len(x1), len(x0))
         scopes[f"site-{index}"] = audit_generator(
@@ -309,26 +216,23 @@ def site_audit(
     Members are the site's training records; non-members and the reference are its own
     held-out patients (``SiteConfig.audit_paths``, split by patient, see module doc). A
     reference GAN is trained on the site's reference patients only if an attack needs it.
-    The site never sees the simulation's canary bits, so its reference keeps every beat.
+    The site never sees the simulation's canary bits, so its reference keeps every record.
 
     Raises:
-        ConfigError: the site has fewer than two held-out patients, or a bad modality.
+        ConfigError: the site has fewer than two held-out patients.
     """
-    from medgan_core.site import build_gan, training_records
-
-    _ecg_only(run)
     if not site.audit_paths:
         raise ConfigError(f"{site.site_id} has no held-out audit records; list them in the site "
                           "config under [audit] records (simulation: holdout-records)")
-    pools = audit_pools(run, site.audit_paths)
+    pools = audit_pools(run, site.audit_paths, site.audit_share)
     data = training_records(site, run)
-    x1, y1 = _subsample(data.samples.squeeze(1).numpy(), data.labels.numpy(), max_candidates, seed)
+    x1, y1 = _subsample(data.samples.numpy(), data.labels.numpy(), max_candidates, seed)
     x0, y0 = _subsample(pools.non_members, pools.non_member_labels, max_candidates, seed)
     gan = build_gan(run, len(data.class_names))
     load_gan_state(gan, weights)
     ref_syn = None
     if "gan_leaks_calibrated" in attacks:
-        reference_gan = train_reference_gan(run=run, beats=pools.reference, labels=pools.reference_labels,
+        reference_gan = train_reference_gan(run=run, records=pools.reference, labels=pools.reference_labels,
                                             steps=reference_steps, seed=seed)
         ref_syn = reference_synthetic(reference_gan, pools.reference_labels, n=n_synthetic, seed=seed)
     return audit_generator(gan=gan, members=x1, member_labels=y1, non_members=x0, non_member_labels=y0,
@@ -351,16 +255,9 @@ def release_site_audit(*, site: SiteConfig, run: RunConfig, run_id: str, weights
     any single record, so an AUC in [0, 1] may move by up to 1.
 
     Raises:
-        ConfigError: no held-out audit records, or a bad modality.
+        ConfigError: no held-out audit records.
         PrivacyBudgetExceeded: the release would exceed the site's budget.
     """
-    import json
-    import secrets
-    import time
-
-    from medgan_core.io_utils import atomic_write_text
-    from privacy.audit.runner import audit_metrics
-
     audits = site_audit(site=site, run=run, weights=weights, attacks=attacks)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     atomic_write_text(site.state_dir / "audits" / f"audit-{stamp}-{run_id}.json",

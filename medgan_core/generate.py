@@ -10,7 +10,7 @@ import torch
 
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
-from medgan_core.models.registry import GanPair
+from medgan_core.models import GanPair, build_gan
 from medgan_core.models.state import load_gan_state
 from medgan_core.progress import track
 from medgan_core.run_dir import RunDirectory
@@ -58,8 +58,6 @@ def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt", *, run: Run
         run: The run's configuration, if the caller has already read it
             (:func:`load_run_config`); read from ``run_dir/config.json`` otherwise.
     """
-    from medgan_core.site import build_gan
-
     directory = RunDirectory(run_dir)
     run = run if run is not None else load_run_config(run_dir)
     if not (directory.checkpoints / checkpoint).is_file():

@@ -25,7 +25,10 @@ import torch
 
 from medgan_core.io_utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["RunDirectory", "simulated_sites_root"]
+__all__ = ["LEDGER_FILE", "RunDirectory", "simulated_sites_root"]
+
+#: A simulated site's privacy ledger, in its directory ``<run>/sites/<site>/``.
+LEDGER_FILE = "privacy_ledger.json"
 
 
 def simulated_sites_root(run_dir: str | Path, resume_from: str = "") -> Path:
@@ -68,6 +71,20 @@ class RunDirectory:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def sites(self) -> Path:
+        """Simulated sites' state, one directory per site (use :func:`simulated_sites_root`
+        for the run that holds it: a resumed run continues its first run's sites)."""
+        return self.root / "sites"
+
+    def site_ledger_path(self, site_id: str) -> Path:
+        """Where simulated site ``site_id``'s privacy ledger lives in this run directory."""
+        return self.sites / site_id / LEDGER_FILE
+
+    def site_ledger_paths(self) -> list[Path]:
+        """Every simulated site's ledger present in this run directory, sorted by site."""
+        return sorted(self.sites.glob(f"*/{LEDGER_FILE}"))
 
     @property
     def metrics_file(self) -> Path:

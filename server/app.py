@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
@@ -12,7 +11,7 @@ from flwr.serverapp.strategy import FedAvg
 from medgan_core.config import RunConfig
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.run_dir import RunDirectory
-from medgan_core.site import build_gan
+from medgan_core.models import initial_gan
 from server.central import central_audit_fn, query_site_audits
 from server.resume import RoundOffset, resume_point
 from server.strategy import RunRecorder
@@ -30,8 +29,7 @@ def main(grid: Grid, context: Context) -> None:
     run = RunConfig.from_mapping(context.run_config)
     run_dir = RunDirectory(run.run_dir)
     run_dir.write_json("config.json", run.to_mapping())
-    torch.manual_seed(run.seed)
-    gan = build_gan(run)
+    gan = initial_gan(run)
     meta = {"model": run.model, "modality": run.modality, "latent-dim": run.latent_dim,
             "image-size": run.image_size}
     resumed_state, done = resume_point(run, meta)  # (None, 0) unless resume-from is set

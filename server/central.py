@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -28,9 +27,9 @@ from medgan_core.audit import (
 )
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
-from medgan_core.models.registry import GanPair
+from medgan_core.models import GanPair, build_gan
 from medgan_core.models.state import load_gan_state
-from medgan_core.site import build_gan
+from medgan_core.modalities import get_modality
 from privacy.audit.runner import audit_metrics, has_violation
 
 __all__ = ["AUDIT_QUERY", "CentralAudit", "central_audit_fn", "query_site_audits"]
@@ -91,24 +90,17 @@ class CentralAudit:
     def _reference(self) -> GanPair | None:
         if self._reference_gan is None and "gan_leaks_calibrated" in self.attacks:
             pools = audit_pools(self.run)
-            self._reference_gan = train_reference_gan(run=self.run, beats=pools.reference,
+            self._reference_gan = train_reference_gan(run=self.run, records=pools.reference,
                                                       labels=pools.reference_labels, steps=self.reference_steps)
         return self._reference_gan
 
 
 def central_audit_fn(run: RunConfig) -> CentralAudit | None:
     """The central audit for ``run``, or ``None`` when off (``audit-every`` = 0) or impossible
-    here (not ECG, or this process cannot read every site's records: a deployment)."""
+    here (this process cannot read every site's records: a deployment)."""
     if run.audit_every < 1:
         return None
-    from medgan_core.modalities import get_modality
-
-    if not get_modality(run.modality).audit_supported:
-        logger.warning("audit-every=%d: the central membership audit does not support %s yet; skipped",
-                       run.audit_every, run.modality)
-        return None
-    records = [r for group in run.site_record_groups() for r in group] + run.holdout_records.split()
-    missing = [str(p) for p in run.record_paths(records) if not Path(f"{p}.hea").exists()]
+    missing = get_modality(run.modality).simulation_data_missing(run)
     if missing:
         logger.warning("audit-every=%d: the central audit needs every site's records (simulation, "
                        "researcher mode); %s not readable here, skipped. Sites answer %s instead.",

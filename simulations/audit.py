@@ -25,16 +25,16 @@ from medgan_core.audit import (
     default_reference_steps,
     parse_attacks,
     simulation_canaries,
-    split_audit_patients,
     train_reference_gan,
 )
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.generate import load_run_gan
 from medgan_core.io_utils import atomic_write_bytes
-from medgan_core.models.registry import GanPair
+from medgan_core.models import GanPair, build_gan, initial_gan
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.run_dir import RunDirectory
+from medgan_core.site import SiteConfig, training_records
 from privacy.audit.canaries import CanarySet
 from privacy.audit.plotting import plot_roc
 
@@ -67,9 +67,21 @@ def _check_manifest(run: RunConfig) -> None:
     if expected is None or not path.exists():
         return
     stored = CanarySet.load(path)
-    if not (np.array_equal(stored.included, expected.included) and np.allclose(stored.records, expected.records)):
+    # Compared flat: manifests written before records kept their channel axis hold (m, L).
+    same_records = stored.records.size == expected.records.size and np.allclose(
+        stored.records.reshape(len(stored), -1), expected.records.reshape(len(expected), -1))
+    if not (np.array_equal(stored.included, expected.included) and same_records):
         raise ConfigError(f"{path} does not match the canaries of this run's config (seed, canaries, "
                           "holdout-records); was the config or the bundled data changed after the run?")
+
+
+def _member_patients(run: RunConfig) -> dict[str, list[str]]:
+    """Each simulated site's patients (its members' patients), as the site's data names them."""
+    members = {}
+    for index in range(len(run.site_record_groups())):
+        data = training_records(replace(SiteConfig.for_simulation(run, index), canaries=False), run)
+        members[f"site-{index}"] = sorted(set(data.patient_ids))
+    return members
 
 
 def _auc(audit: Any) -> float | None:
@@ -78,8 +90,6 @@ def _auc(audit: Any) -> float | None:
 
 def _reference_gan(run: RunConfig, steps: int, seed: int) -> GanPair:
     """The reference GAN, cached in the run dir so repeated audits compare like with like."""
-    from medgan_core.site import build_gan
-
     path = Path(run.run_dir) / _REFERENCE_FILE
     pools = audit_pools(run)
     key = {"steps": steps, "seed": seed, "num_reference": len(pools.reference)}
@@ -89,7 +99,7 @@ def _reference_gan(run: RunConfig, steps: int, seed: int) -> GanPair:
             gan = build_gan(run)
             load_gan_state(gan, saved["state"])
             return gan
-    gan = train_reference_gan(run=run, beats=pools.reference, labels=pools.reference_labels, steps=steps, seed=seed)
+    gan = train_reference_gan(run=run, records=pools.reference, labels=pools.reference_labels, steps=steps, seed=seed)
     buffer = io.BytesIO()
     torch.save({"state": dict(gan_state(gan)), "key": key}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -119,12 +129,10 @@ def audit_run(
         empirical lower bound exceeds the accountant's epsilon.
 
     Raises:
-        ConfigError: unknown attacks, a non-ECG run, or a canary manifest that does not
-            match the run's configuration.
+        ConfigError: unknown attacks, too few held-out patients, or a canary manifest that
+            does not match the run's configuration.
         FileNotFoundError: the run has no checkpoint.
     """
-    from simulations.inprocess import initial_gan  # the ServerApp's initial model
-
     directory = RunDirectory(run_dir)
     gan, run = load_run_gan(run_dir)
     run = replace(run, run_dir=str(directory.root.resolve()))  # ledgers relative to where the run is now
@@ -139,15 +147,15 @@ def audit_run(
     # different patients). Leakage shows as a change from this baseline.
     baseline = audit_federation(run=run, gan=initial_gan(run), reference_gan=reference, attacks=names,
                                 n_synthetic=n_synthetic, seed=seed)
-    non_member_patients, reference_patients = split_audit_patients(run.holdout_records.split())
+    pools = audit_pools(run)
     report: dict[str, Any] = {
         "run_dir": str(directory.root),
         "dp_enabled": run.dp_enabled,
         "attacks": names,
         "split": {
-            "members": {f"site-{i}": group for i, group in enumerate(run.site_record_groups())},
-            "non_member_patients": non_member_patients,
-            "reference_patients": reference_patients,
+            "members": _member_patients(run),
+            "non_member_patients": list(pools.non_member_patients),
+            "reference_patients": list(pools.reference_patients),
             "canaries": run.canaries,
             "reference_gan_steps": steps if reference is not None else None,
             "n_synthetic": n_synthetic,

@@ -6,7 +6,8 @@ its charged size release and its DP class prior included), and the replies are a
 with the function Flower 1.42's ``FedAvg.aggregate_train`` calls,
 ``flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords``, weighted by
 ``num-examples``, on the same records a ClientApp reply carries. The initial global model
-is the ServerApp's (``server/app.py``): :func:`medgan_core.site.build_gan` right after
+is the ServerApp's (``server/app.py``): :func:`medgan_core.models.initial_gan`:
+:func:`~medgan_core.models.build_gan` right after
 ``torch.manual_seed(run.seed)``.
 
 So a run here gives the global weights a simulation with Flower's engine gives, without
@@ -32,13 +33,13 @@ from flwr.app import ArrayRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords, aggregate_metricrecords
 
 from medgan_core.config import RunConfig
-from medgan_core.models.registry import GanPair
+from medgan_core.models import initial_gan
 from medgan_core.models.state import gan_state
 from medgan_core.progress import track
-from medgan_core.site import SiteConfig, build_gan, evaluate_round, train_round
+from medgan_core.site import SiteConfig, evaluate_round, train_round
 from privacy.releases import EVALUATE_REPLY, TRAIN_REPLY, check_reply
 
-__all__ = ["InProcessResult", "RoundRecord", "initial_gan", "initial_weights", "run_inprocess_federation", "simulated_sites"]
+__all__ = ["InProcessResult", "RoundRecord", "initial_weights", "run_inprocess_federation", "simulated_sites"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +77,6 @@ class InProcessResult:
     weights: dict[str, torch.Tensor]
     rounds: list[RoundRecord]
     epsilon: dict[str, float]
-
-
-def initial_gan(run: RunConfig) -> GanPair:
-    """The ServerApp's initial global model: ``build_gan(run)`` right after ``torch.manual_seed(run.seed)``.
-
-    Seeds the global torch RNG as the ServerApp does (``run.seed`` is public).
-    """
-    torch.manual_seed(run.seed)
-    return build_gan(run)
 
 
 def initial_weights(run: RunConfig) -> dict[str, torch.Tensor]:

@@ -56,7 +56,7 @@ def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
     """Each simulated site's epsilon per round, from its ledger, with a recomputation."""
     summary: dict[str, dict] = {}
     root = simulated_sites_root(run.run_dir, run.resume_from)  # a resumed run continues earlier ledgers
-    for ledger_path in sorted((root / "sites").glob("*/privacy_ledger.json")):
+    for ledger_path in RunDirectory(root).site_ledger_paths():
         ledger = PrivacyLedger.read(ledger_path)  # verified (chain, entries); the site's own budget
         recomputed = ledger.epsilon_spent()
         summary[ledger_path.parent.name] = {
@@ -101,7 +101,7 @@ def _macro(per_class: dict[str, dict], key: str) -> float | None:
 def _central_rounds(directory: RunDirectory, run: RunConfig, *, encoder, holdout: LabelledSet, train: LabelledSet,
                     settings: EvaluationSettings, bandwidth: float, seed: int) -> list[dict]:
     """FD and DTW of every saved round's generator on the held-out patients (macro over classes)."""
-    from medgan_core.site import build_gan
+    from medgan_core.models import build_gan
 
     rows = []
     for path in track(sorted(directory.checkpoints.glob("round-*.pt")), description="report: scoring each round"):

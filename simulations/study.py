@@ -54,6 +54,7 @@ from medgan_core.io_utils import atomic_write_text
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import load_gan_state
 from medgan_core.progress import track
+from medgan_core.run_dir import RunDirectory
 from medgan_core.site import SiteConfig, build_gan
 from simulations.inprocess import initial_weights, run_inprocess_federation, simulated_sites
 from simulations.report import run_training_sets, single_threaded
@@ -125,7 +126,7 @@ def _central_site(run: RunConfig) -> SiteConfig:
     records = [p for group in run.site_record_groups() for p in group]
     return SiteConfig(site_id="central", modality=run.modality,
                       data_paths=tuple(str(p) for p in run.record_paths(records)),
-                      ledger_path=Path(run.run_dir) / "sites" / "central" / "privacy_ledger.json",
+                      ledger_path=RunDirectory(run.run_dir).site_ledger_path("central"),
                       target_epsilon=run.target_epsilon, target_delta=run.target_delta, allow_non_private=True)
 
 

@@ -16,7 +16,9 @@ from client.app import app
 from medgan_core.audit import simulation_canaries
 from medgan_core.models.state import gan_state
 from medgan_core.run_dir import RunDirectory
-from medgan_core.site import SiteConfig, _site_training_data, build_gan, training_records
+from medgan_core.models import build_gan
+from medgan_core.site import SiteConfig, training_records
+from medgan_core.site.data import site_training_data
 from server.central import AUDIT_QUERY, CentralAudit
 from server.strategy import RunRecorder
 
@@ -40,12 +42,12 @@ def test_canaries_go_to_site_zero_only_with_their_inclusion_bits(small_run):
     site0, site1 = SiteConfig.for_simulation(run, 0), SiteConfig.for_simulation(run, 1)
     assert site0.canaries and not site1.canaries
 
-    data = _site_training_data(site0, run)
+    data = site_training_data(site0, run)
     own = training_records(site0, run)
-    added = data.samples[len(own.samples):].squeeze(1).numpy()
+    added = data.samples[len(own.samples):].numpy()
     assert len(added) == canaries.included.sum() > 0
     np.testing.assert_allclose(added, canaries.records[canaries.included], atol=1e-6)
-    assert len(_site_training_data(site1, run).samples) == len(training_records(site1, run).samples)
+    assert len(site_training_data(site1, run).samples) == len(training_records(site1, run).samples)
     # Canaries are made from reference-patient beats, never from a member or non-member.
     assert run.holdout_records.split()[1] == "mitdb/116"
 
@@ -130,8 +132,9 @@ def test_medgan_audit_writes_json_figures_and_a_table(small_run, capsys):
     assert code == 0
     report = json.loads((directory.root / "audit" / "audit.json").read_text())
     assert set(report["scopes"]) == {"site-0", "site-1", "site-2", "site-0-canaries"}
-    assert report["split"]["non_member_patients"] == ["mitdb/114"]
-    assert report["split"]["reference_patients"] == ["mitdb/116"]
+    assert report["split"]["non_member_patients"] == ["114"]
+    assert report["split"]["reference_patients"] == ["116"]
+    assert report["split"]["members"]["site-0"] == ["100", "106"]
     canary_logan = report["scopes"]["site-0-canaries"]["attacks"]["logan"]
     assert canary_logan["lower_bound"]["num_canaries"] == 32 and canary_logan["roc"]["fpr"][0] == 0.0
     assert all((directory.root / f).stat().st_size > 5_000 for f in report["figures"])

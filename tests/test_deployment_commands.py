@@ -100,7 +100,7 @@ def test_staged_app_ships_the_app_packages_and_leaves_pyproject_alone(tmp_path):
     original = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
     app = stage_app(tmp_path / "app")
     names = zipfile.ZipFile(BytesIO(build_fab_from_disk(app))).namelist()
-    assert {"client/app.py", "server/app.py", "medgan_core/site.py", "privacy/ledger.py"} <= set(names)
+    assert {"client/app.py", "server/app.py", "medgan_core/site/rounds.py", "privacy/ledger.py"} <= set(names)
     assert not any(n.startswith(("simulations/", "medgan_cli/", "tests/", "data/", "runs/")) for n in names)
     assert "federations" not in (app / "pyproject.toml").read_text()
     assert get_fused_config_from_dir(app, {}) == get_fused_config_from_dir(REPO, {})

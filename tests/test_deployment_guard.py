@@ -80,7 +80,7 @@ def test_the_fab_built_from_the_installed_code_is_allowed_and_its_hash_is_what_f
     assert capsys.readouterr().out == f"{sha256}  {genuine['fab']}\n"
 
 
-@pytest.mark.parametrize("changed", ["medgan_core/site.py", "client/app.py"])
+@pytest.mark.parametrize("changed", ["medgan_core/site/rounds.py", "client/app.py"])
 def test_one_changed_line_is_refused_and_the_file_and_line_are_named(genuine, tmp_path, changed):
     numbers = []
     fab = _variant(genuine, tmp_path, lambda app: numbers.append(_change_future_line(app / changed)))
@@ -314,12 +314,12 @@ def test_the_daemon_puts_the_guard_first_on_path_and_it_runs_flowers_command(tmp
 def test_a_tampered_app_is_refused_at_a_deployed_site_and_the_coordinator_gets_the_reason(tmp_path):
     """Real processes on 127.0.0.1 (plain HTTP: TLS and node keys are covered by
     tests/test_deployment_loopback.py, which also runs the genuine app through the guard):
-    a coordinator ships a copy of the app with one line changed in medgan_core/site.py and
+    a coordinator ships a copy of the app with one line changed in medgan_core/site/rounds.py and
     one line added to client/app.py; the site refuses it before installing or importing it."""
     from tests.test_deployment_loopback import Processes, _free_port, _medgan, _wait_for
 
     tampered = stage_app(tmp_path / "tampered")
-    _change_future_line(tampered / "medgan_core" / "site.py")
+    _change_future_line(tampered / "medgan_core" / "site" / "rounds.py")
     marker = tmp_path / "client-app-was-imported"
     with (tampered / "client" / "app.py").open("a") as app:
         app.write(f"__import__('pathlib').Path({str(marker)!r}).touch()\n")
@@ -354,7 +354,7 @@ def test_a_tampered_app_is_refused_at_a_deployed_site_and_the_coordinator_gets_t
     assert "app: policy installed" in site_log
     refusal_line = next(line for line in site_log.splitlines() if "refused the app" in line)
     assert "site-g: refused the app: FAB sha256 " in refusal_line
-    assert "medgan_core/site.py: differs from the installed" in refusal_line
+    assert "medgan_core/site/rounds.py: differs from the installed" in refusal_line
     assert "client/app.py: differs from the installed" in refusal_line
     assert not marker.exists()  # nothing of the FAB was imported at the site
     assert not (site / "privacy_ledger.json").exists()  # nothing trained, nothing spent

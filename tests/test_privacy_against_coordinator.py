@@ -27,16 +27,10 @@ from client.app import REFUSALS, app
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.models.state import DISCRIMINATOR_PREFIX, gan_state, load_gan_state
-from medgan_core.site import (
-    INSECURE_SEED_VARIABLE,
-    SIZE_RELEASE_FILE,
-    SiteConfig,
-    SizeRelease,
-    _local_config,
-    _site_training_data,
-    build_gan,
-    train_round,
-)
+from medgan_core.models import build_gan
+from medgan_core.site import INSECURE_SEED_VARIABLE, SIZE_RELEASE_FILE, SiteConfig, SizeRelease, train_round
+from medgan_core.site.data import site_training_data
+from medgan_core.site.rounds import _local_config
 from medgan_core.training.dp_gan import DPSettings, train_local_gan
 from privacy.releases import EVALUATE_REPLY, TRAIN_REPLY, ReleaseCategory, audit_reply_keys
 
@@ -54,7 +48,7 @@ def _discriminator(state: dict) -> torch.Tensor:
 
 def _replay(run: RunConfig, site: SiteConfig, weights, metrics: dict, *, drop_first: bool, seed: int | None):
     """The coordinator's replay of the site's round, in the world with or without record 0."""
-    data = _site_training_data(site, run)
+    data = site_training_data(site, run)
     samples, labels = (data.samples[1:], data.labels[1:]) if drop_first else (data.samples, data.labels)
     release = SizeRelease.read(site.state_dir / SIZE_RELEASE_FILE)  # generous: not in any reply
     gan = build_gan(run, len(data.class_names))

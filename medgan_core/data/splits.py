@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medgan_core.errors import ConfigError
+
 __all__ = ["split_by_patient"]
 
 
@@ -87,3 +89,22 @@ def split_by_patient(
             f"{len(patients)} patients); use larger fractions or more data"
         )
     return [np.sort(np.asarray(g, dtype=np.int64)) for g in groups]
+
+
+def split_audit_patients(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Held-out patients (one record = one patient) -> (non-member, reference) halves.
+
+    The first half (rounded up) are the membership audit's non-members, the rest its
+    reference population; disjoint by construction.
+
+    Raises:
+        ConfigError: with fewer than two patients, since the halves must be disjoint.
+    """
+    paths = list(paths)
+    if len(paths) < 2:
+        raise ConfigError(
+            f"the membership audit needs at least two held-out patients (non-members and a "
+            f"disjoint reference), got {paths}; list more in holdout-records or [audit] records"
+        )
+    half = (len(paths) + 1) // 2
+    return paths[:half], paths[half:]

@@ -27,11 +27,13 @@ __all__ = ["Modality", "SimulatedSite", "available_modalities", "get_modality", 
 @dataclass(frozen=True)
 class SimulatedSite:
     """Where a simulated site's data is: its paths, an optional patient share of a shared
-    folder (hashable, so loads can be cached), and its held-out audit records."""
+    folder (hashable, so loads can be cached), and its held-out audit records (paths, and
+    a share of them when they are a folder shared with the sites)."""
 
     data_paths: tuple[str, ...]
     patient_share: Any = None
     audit_paths: tuple[str, ...] = ()
+    audit_share: Any = None
 
 
 class Modality(ABC):
@@ -42,7 +44,6 @@ class Modality(ABC):
         class_names: Class order; a label is an index here.
         record_word: What one record is, for people ("beat", "image").
         default_unit: The DP unit of ``privacy-unit = "auto"``.
-        audit_supported: Whether the membership audit can run on it.
         encoder_backbone: Backbone of the domain encoder for feature metrics
             (``medgan_core.metrics.encoder``).
         report_function: ``"module:function"`` writing a run's report (simulations layer).
@@ -53,7 +54,6 @@ class Modality(ABC):
     class_names: ClassVar[tuple[str, ...]]
     record_word: ClassVar[str]
     default_unit: ClassVar[str] = "record"
-    audit_supported: ClassVar[bool] = False
     encoder_backbone: ClassVar[str]
     report_function: ClassVar[str]
     physical_scale: ClassVar[float] = 1.0
@@ -73,6 +73,28 @@ class Modality(ABC):
     @abstractmethod
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
         """Read a site's data; a bad record is skipped and reported, never fatal."""
+
+    @abstractmethod
+    def audit_holdout(self, audit_paths: tuple[str, ...], *, image_size: int,
+                      audit_share: Any = None) -> tuple["SiteData", "SiteData"]:
+        """The membership audit's held-out patients, split by patient: (non-members, reference).
+
+        Args:
+            audit_paths: a site's ``[audit] records`` or a simulated site's ``audit_paths``.
+            image_size: as for :meth:`load`.
+            audit_share: a simulated site's ``audit_share``, else ``None``.
+
+        Returns:
+            Two disjoint sets of patients, loaded as :meth:`load` loads a site.
+
+        Raises:
+            ConfigError: fewer than two held-out patients.
+        """
+
+    @abstractmethod
+    def simulation_data_missing(self, run: "RunConfig") -> list[str]:
+        """The simulated sites' and hold-out data that this process cannot read (empty when it
+        can read all of it, as the researcher-mode central audit needs)."""
 
     @abstractmethod
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from medgan_core.data.ecg import EcgConfig, find_records, load_ecg_records
+from medgan_core.data.splits import split_audit_patients
 from medgan_core.modalities.base import Modality, SimulatedSite
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ class EcgModality(Modality):
     class_names = EcgConfig().class_names
     record_word = "beat"
     default_unit = "record"  # the bundled sites have 2-3 patients: too few for patient-level DP
-    audit_supported = True
     encoder_backbone = "ecg"
     report_function = "simulations.report:ecg_report"
     physical_scale = EcgConfig().amplitude_scale_mv
@@ -52,6 +52,17 @@ class EcgModality(Modality):
         samples = torch.from_numpy(beats.beats).unsqueeze(1)  # (N, leads=1, L)
         return SiteData(samples, torch.from_numpy(beats.labels), beats.class_names, report,
                         tuple(str(r) for r in beats.record_ids))
+
+    def audit_holdout(self, audit_paths: tuple[str, ...], *, image_size: int,
+                      audit_share: Any = None) -> tuple["SiteData", "SiteData"]:
+        # One record is one patient: the first half of the records are the non-members.
+        non_members, reference = split_audit_patients(audit_paths)
+        return (self.load(tuple(non_members), image_size=image_size),
+                self.load(tuple(reference), image_size=image_size))
+
+    def simulation_data_missing(self, run: "RunConfig") -> list[str]:
+        records = [r for group in run.site_record_groups() for r in group] + run.holdout_records.split()
+        return [str(p) for p in run.record_paths(records) if not Path(f"{p}.hea").exists()]
 
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
                provenance: str | None = None) -> list[Path]:

@@ -97,7 +97,6 @@ class XrayModality(Modality):
     class_names = ("NORMAL", "PNEUMONIA")
     record_word = "image"
     default_unit = "patient"
-    audit_supported = False
     encoder_backbone = "image"
     report_function = "simulations.xray_report:xray_report"
 
@@ -108,8 +107,11 @@ class XrayModality(Modality):
         return (str(data_dir),)
 
     def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
-        share = PatientShare(weights=xray_share_weights(run), group=partition_id, seed=run.seed)
-        return SimulatedSite(data_paths=(run.data_root,), patient_share=share)
+        weights = xray_share_weights(run)
+        share = PatientShare(weights=weights, group=partition_id, seed=run.seed)
+        holdout = PatientShare(weights=weights, group=len(weights) - 1, seed=run.seed)
+        return SimulatedSite(data_paths=(run.data_root,), patient_share=share,
+                             audit_paths=(run.data_root,), audit_share=holdout)
 
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
         from medgan_core.data.site_data import SiteData
@@ -124,6 +126,25 @@ class XrayModality(Modality):
         return SiteData(samples, torch.from_numpy(np.asarray(labels)).long(), self.class_names, report,
                         tuple(patients))
 
+    def audit_holdout(self, audit_paths: tuple[str, ...], *, image_size: int,
+                      audit_share: Any = None) -> tuple["SiteData", "SiteData"]:
+        # One folder of held-out patients (or the simulation's hold-out share of the shared
+        # folder), halved by a seeded split of whole patients: a patient's images are all
+        # non-members or all reference, and both halves get about the same class mix.
+        if len(audit_paths) != 1:
+            raise ConfigError(f"modality xray: [audit] records must name one folder of held-out patients' images "
+                              f"(NORMAL/ and PNEUMONIA/ inside), got {list(audit_paths)}")
+        data = self.load(audit_paths, image_size=image_size, patient_share=audit_share)
+        if data.num_patients < 2:
+            raise ConfigError(f"the membership audit needs at least two held-out patients in {audit_paths[0]} "
+                              f"(non-members and a disjoint reference), got {data.num_patients}; add patients")
+        seed = audit_share.seed if isinstance(audit_share, PatientShare) else 0
+        halves = split_by_patient(list(data.patient_ids), fractions=[0.5, 0.5], seed=seed)
+        return _subset(data, halves[0]), _subset(data, halves[1])
+
+    def simulation_data_missing(self, run: "RunConfig") -> list[str]:
+        return [] if Path(run.data_root).is_dir() else [run.data_root]
+
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
                provenance: str | None = None) -> list[Path]:
         from medgan_core.export.dicom_export import export_synthetic_images
@@ -131,3 +152,11 @@ class XrayModality(Modality):
         extra = {"provenance": provenance} if provenance else {}
         return export_synthetic_images(np.clip((samples + 1.0) / 2.0, 0.0, 1.0), labels, out, self.class_names,
                                        **extra)
+
+
+def _subset(data: "SiteData", indices: np.ndarray) -> "SiteData":
+    from medgan_core.data.site_data import SiteData
+
+    chosen = torch.from_numpy(indices)
+    return SiteData(data.samples[chosen], data.labels[chosen], data.class_names, data.report,
+                    tuple(data.patient_ids[i] for i in indices))

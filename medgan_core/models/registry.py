@@ -1,4 +1,9 @@
-"""GAN variants by name, so that a new variant is one file and one ``register_gan`` call."""
+"""GAN variants by name, so that a new variant is one file and one ``register_gan`` call.
+
+The registry imports no variant: :mod:`medgan_core.models` imports the built-in variant
+modules, which register themselves here (importing any ``medgan_core.models.*`` module runs
+the package first, so the registry is always filled before it is asked).
+"""
 
 from __future__ import annotations
 
@@ -38,7 +43,6 @@ def register_gan(name: str, factory: GanFactory) -> None:
 
 
 def available_gans() -> list[str]:
-    _ensure_builtin_variants()
     return sorted(_GAN_REGISTRY)
 
 
@@ -48,16 +52,7 @@ def create_gan(name: str, **kwargs: object) -> GanPair:
     Raises:
         ValueError: if ``name`` is unknown; the message lists the known variants.
     """
-    _ensure_builtin_variants()
     if name not in _GAN_REGISTRY:
         raise ValueError(f"unknown GAN variant {name!r}; known variants: {', '.join(sorted(_GAN_REGISTRY))}")
     return _GAN_REGISTRY[name](**kwargs)
 
-
-def _ensure_builtin_variants() -> None:
-    # Importing the model modules registers their variants; done lazily to avoid cycles.
-    from medgan_core.models import ecg  # noqa: F401
-    try:
-        from medgan_core.models import xray  # noqa: F401
-    except ImportError:  # the X-ray models are optional until that modality is installed
-        pass

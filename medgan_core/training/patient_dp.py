@@ -34,7 +34,7 @@ Sensitivity, step by step, for neighbouring sites that differ in one whole patie
   weight clip and the generator step are post-processing.
 
 The patient sampling, the record choice, the fakes and the noise come from the secret
-generators of ``dp_gan`` (seeded from ``secrets`` unless the config gives a test seed).
+generators of :mod:`medgan_core.training.steps` (seeded from ``secrets`` unless the config gives a test seed).
 ``q = m / P'`` with ``P'`` the site's public patient count (a DP release the caller
 charged); ``P' = None`` means the exact count, for callers that make no claim about it.
 The guarantee is per patient id: a person under two ids counts as two patients.
@@ -53,8 +53,8 @@ from torch import nn
 
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
-from medgan_core.training import dp_gan
-from medgan_core.training.dp_gan import LocalTrainingConfig, LocalTrainingResult, ProgressFn
+from medgan_core.training import steps
+from medgan_core.training.steps import LocalTrainingConfig, LocalTrainingResult, ProgressFn
 
 __all__ = [
     "PatientDPSettings",
@@ -219,10 +219,10 @@ def train_local_gan_per_patient(
     if config.public_dataset_size is not None:
         raise ConfigError("public_dataset_size is record-level; with patient-level DP the sampling rate comes from "
                           "PatientDPSettings.public_patient_count: pass public_dataset_size=None")
-    dp_gan._check_loss(gan)
+    steps.check_loss(gan)
     groups = group_by_patient(patient_ids)
     sample_rate = dp.sample_rate(len(groups))
-    noise_rng, fake_rng, sampling_rng = dp_gan._generators(config.seed)
+    noise_rng, fake_rng, sampling_rng = steps.secret_generators(config.seed)
     generator = gan.generator.train()
     discriminator = GradSampleModule(gan.discriminator.train(), batch_first=True, loss_reduction="sum",
                                      force_functorch=dp.grad_sample_mode == "functorch")
@@ -234,21 +234,21 @@ def train_local_gan_per_patient(
                  dp.noise_multiplier, dp.max_grad_norm, sample_rate, len(groups), dp.records_per_patient)
     step = _PatientStep(gan=gan, discriminator=discriminator, optimizer=d_optimizer, dp=dp, prior=prior,
                         sample_rate=sample_rate, rngs=(noise_rng, fake_rng, sampling_rng))
-    ema = dp_gan._WeightAverage(generator, config.generator_ema) if config.generator_ema > 0 else None
+    ema = steps.WeightAverage(generator, config.generator_ema) if config.generator_ema > 0 else None
     d_losses, d_fake_losses, g_losses = [], [], []
     try:
         for index in range(1, config.local_steps + 1):
             d_loss, d_loss_fake = step(beats, labels, groups)
             d_losses.append(d_loss)
             d_fake_losses.append(d_loss_fake)
-            g_losses.append(dp_gan._generator_step(gan, discriminator, g_optimizer, config.batch_size, prior,
+            g_losses.append(steps.generator_step(gan, discriminator, g_optimizer, config.batch_size, prior,
                                                    fake_rng, mode_seeking_weight=config.mode_seeking_weight))
             if ema is not None:
                 ema.update(generator)
             if progress is not None and (index % 50 == 0 or index == config.local_steps):
                 progress(index, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
     finally:
-        dp_gan._unwrap(discriminator)
+        steps.unwrap(discriminator)
     if ema is not None:
         ema.copy_to(generator)
     tail = max(1, len(d_losses) // 4)
@@ -269,7 +269,7 @@ class _PatientStep:
         self.gan, self.discriminator, self.optimizer, self.dp = gan, discriminator, optimizer, dp
         self.prior, self.sample_rate = prior, sample_rate
         self.noise_rng, self.fake_rng, self.sampling_rng = rngs
-        self.criterion = dp_gan._adversarial_loss(gan.loss)
+        self.criterion = steps.adversarial_loss(gan.loss)
         self.criterion.reduction = "none"
 
     def __call__(self, beats: torch.Tensor, labels: torch.Tensor,
@@ -301,7 +301,7 @@ class _PatientStep:
         real_units = torch.repeat_interleave(torch.arange(len(picks)),
                                              torch.tensor([len(p) for p in picks], dtype=torch.long))
         with torch.no_grad():
-            fake_labels = dp_gan._prior_labels(self.fake_count, self.prior, self.fake_rng)
+            fake_labels = steps.prior_labels(self.fake_count, self.prior, self.fake_rng)
             fake = self.gan.generator(torch.randn(self.fake_count, self.gan.latent_dim, generator=self.fake_rng),
                                       fake_labels)
         # m public units of k fakes each, after the patients' units.

@@ -12,7 +12,9 @@ the same patient are almost indistinguishable to any attack and the audit would 
 measure noise. :func:`craft_canaries` therefore starts from real beats and makes each one
 individually distinctive with a data-independent, seeded transform (a random circular
 shift and a random polarity), so that membership is the only systematic difference
-between included and excluded canaries.
+between included and excluded canaries. Images are treated the same way: ``(N, C, H, W)``
+records are shifted along their last axis (within each row) and negated, which for images
+in ``[-1, 1]`` gives an inverted, wrapped copy no real image resembles.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def craft_canaries(
     seeded and independent of the records' content.
 
     Args:
-        pool: ``(N, ...)`` real records in model units (e.g. held-out beats ``(N, L)``).
+        pool: ``(N, ...)`` real records in model units (e.g. held-out beats ``(N, 1, L)``,
+            images ``(N, 1, H, W)``); the canaries keep this per-record shape.
         num_canaries: ``m``, at most ``N``.
         num_classes: labels are drawn uniformly from ``range(num_classes)``.
         seed: seed of the selection, transforms, labels and inclusion bits.
