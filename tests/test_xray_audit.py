@@ -136,7 +136,7 @@ def test_the_image_audit_fires_on_a_memorising_generator(xray_run):
 
 def test_medgan_audit_runs_on_an_xray_run(xray_run, capsys):
     from simulations.audit import CANARY_FILE, write_canary_manifest
-    from simulations.cli import main
+    from medgan_cli.main import main
 
     directory = RunDirectory(xray_run.run_dir)
     directory.write_json("config.json", xray_run.to_mapping())
