@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -156,12 +157,12 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
     settings = modality.evaluation_settings(dtw_samples=dtw_samples, classifier_epochs=classifier_epochs,
                                             classifier_seeds=classifier_seeds,
                                             **({"synthetic_per_class": n_per_class} if n_per_class else {}))
-    score = dict(modality=modality, encoder=encoder, holdout=holdout, train=train, class_names=modality.class_names,
-                 bandwidth=bandwidth, seed=seed)
+    score: dict[str, Any] = dict(modality=modality, encoder=encoder, holdout=holdout, train=train,
+                                 class_names=modality.class_names, bandwidth=bandwidth, seed=seed)
     final = evaluate_generator(gan=gan, settings=settings, **score)
     synthetic = final.pop("synthetic")
     num_classes = len(modality.class_names)
-    classify = dict(num_classes=num_classes, epochs=classifier_epochs, seeds=classifier_seeds)
+    classify: dict[str, Any] = dict(num_classes=num_classes, epochs=classifier_epochs, seeds=classifier_seeds)
     trtr = classifier_scores(train, holdout, **classify)
     smallest = int(np.argmin([len(s) for s in sites]))
     gain = augmentation_gain(site=sites[smallest], synthetic=synthetic, test=holdout, **classify)
@@ -289,9 +290,12 @@ def _figures(directory: RunDirectory, run: RunConfig, *, modality: Modality, hol
     return sorted(str(p.relative_to(directory.root)) for p in figures.glob("*.png"))
 
 
-def _non_empty(panels: dict[str, dict[str, list]]) -> dict[str, dict[str, list]]:
+Curves = dict[str, dict[str, Sequence[tuple[float, float]]]]
+
+
+def _non_empty(panels: dict[str, dict[str, list]]) -> Curves:
     """Panels and series that have points (a non-private run has no epsilon curve)."""
-    kept = {title: {name: pts for name, pts in lines.items() if pts} for title, lines in panels.items()}
+    kept: Curves = {title: {name: pts for name, pts in lines.items() if pts} for title, lines in panels.items()}
     return {title: lines for title, lines in kept.items() if lines} or {"(no data)": {}}
 
 

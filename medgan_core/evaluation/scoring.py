@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -106,8 +106,8 @@ def evaluate_generator(*, gan: GanPair, modality: "Modality", encoder: Encoder, 
                            len(train_c))
             continue
         syn_c = synthetic.of_class(index)
-        kwargs = dict(modality=modality, encoder=encoder, real_features=encoder.features(real.samples),
-                      settings=settings, bandwidth=bandwidth, seed=seed)
+        kwargs: dict[str, Any] = dict(modality=modality, encoder=encoder, real_features=encoder.features(real.samples),
+                                      settings=settings, bandwidth=bandwidth, seed=seed)
         per_class[name] = score_against_real(syn_c, real, **kwargs)
         if not with_reference:
             continue
