@@ -110,7 +110,7 @@ def single_threaded() -> Iterator[None]:
 
 def write_report(run_dir: str | Path, *, n_per_class: int | None = None, dtw_samples: int = 150, seed: int = 0,
                  export_per_class: int | None = None, encoder_epochs: int | None = None, classifier_epochs: int = 8,
-                 classifier_seeds: Sequence[int] = (0, 1, 2), round_samples: int = 200,
+                 classifier_seeds: Sequence[int] | None = None, round_samples: int = 200,
                  inception: str | Path | None = None) -> dict:
     """Write ``report.json``, ``report.md``, ``figures/`` and the synthetic export of any modality.
 
@@ -125,7 +125,8 @@ def write_report(run_dir: str | Path, *, n_per_class: int | None = None, dtw_sam
         encoder_epochs: Epochs of the domain encoder, if ``encoder.pt`` is not there yet
             (default the modality's ``encoder_epochs``).
         classifier_epochs: Epochs of every TSTR/TRTR/augmentation classifier.
-        classifier_seeds: One classifier per seed, scores averaged.
+        classifier_seeds: One classifier per seed, scores averaged (default the modality's:
+            three for ECG, one for X-rays, whose classifiers cost far more).
         round_samples: Synthetic samples per class for the per-round curves.
         inception: A TorchScript Inception-v3 file for conventional FID (images only; for
             other data it is recorded as not applicable; never downloaded).
@@ -136,13 +137,14 @@ def write_report(run_dir: str | Path, *, n_per_class: int | None = None, dtw_sam
     with single_threaded():
         return _write_report(Path(run_dir), n_per_class=n_per_class, dtw_samples=dtw_samples, seed=seed,
                              export_per_class=export_per_class, encoder_epochs=encoder_epochs,
-                             classifier_epochs=classifier_epochs, classifier_seeds=tuple(classifier_seeds),
+                             classifier_epochs=classifier_epochs,
+                             classifier_seeds=None if classifier_seeds is None else tuple(classifier_seeds),
                              round_samples=round_samples, inception=inception)
 
 
 def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, seed: int,
                   export_per_class: int | None, encoder_epochs: int | None, classifier_epochs: int,
-                  classifier_seeds: tuple[int, ...], round_samples: int, inception: str | Path | None) -> dict:
+                  classifier_seeds: tuple[int, ...] | None, round_samples: int, inception: str | Path | None) -> dict:
     directory = RunDirectory(run_dir)
     gan, run = load_run_gan(run_dir)
     modality = get_modality(run.modality)
@@ -154,15 +156,16 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
     encoder = load_or_train_encoder(directory.root / ENCODER_FILE, train.samples, train.labels,
                                     backbone=modality.encoder_backbone, epochs=epochs, seed=run.seed)
     bandwidth = feature_bandwidth(encoder, train)
+    overrides: dict[str, Any] = {"synthetic_per_class": n_per_class, "classifier_seeds": classifier_seeds}
     settings = modality.evaluation_settings(dtw_samples=dtw_samples, classifier_epochs=classifier_epochs,
-                                            classifier_seeds=classifier_seeds,
-                                            **({"synthetic_per_class": n_per_class} if n_per_class else {}))
+                                            **{k: v for k, v in overrides.items() if v is not None})
     score: dict[str, Any] = dict(modality=modality, encoder=encoder, holdout=holdout, train=train,
                                  class_names=modality.class_names, bandwidth=bandwidth, seed=seed)
     final = evaluate_generator(gan=gan, settings=settings, **score)
     synthetic = final.pop("synthetic")
     num_classes = len(modality.class_names)
-    classify: dict[str, Any] = dict(num_classes=num_classes, epochs=classifier_epochs, seeds=classifier_seeds)
+    classify: dict[str, Any] = dict(num_classes=num_classes, epochs=classifier_epochs,
+                                    seeds=settings.classifier_seeds)
     trtr = classifier_scores(train, holdout, **classify)
     smallest = int(np.argmin([len(s) for s in sites]))
     gain = augmentation_gain(site=sites[smallest], synthetic=synthetic, test=holdout, **classify)
