@@ -108,7 +108,7 @@ def bench_round(local_steps: int) -> dict:
 
     from medgan_core.models.state import gan_state
     from medgan_core.run_dir import RunDirectory
-    from medgan_core.site import build_gan
+    from medgan_core.models import build_gan
     from simulations.federation import resolve_run_config, run_federation
 
     with tempfile.TemporaryDirectory() as tmp:

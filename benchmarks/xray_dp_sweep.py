@@ -40,7 +40,8 @@ from medgan_core.data.xray import load_xray_dataset
 from medgan_core.generate import sample_per_class
 from medgan_core.metrics.tstr import evaluate_classifier, train_classifier
 from medgan_core.models.state import load_gan_state
-from medgan_core.site import build_gan, split_xray_patients, xray_share_weights
+from medgan_core.models import build_gan
+from medgan_core.modalities.xray import split_xray_patients, xray_share_weights
 from simulations.federation import resolve_run_config
 from simulations.inprocess import run_inprocess_federation
 

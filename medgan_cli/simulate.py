@@ -57,8 +57,7 @@ def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool) 
     from medgan_core.run_dir import RunDirectory
     from simulations.audit import write_canary_manifest
     from simulations.federation import check_patient_level_feasible, run_federation
-    from simulations.report import refusal_summary
-    from simulations.run_report import report_function
+    from simulations.report import refusal_summary, write_report
 
     check_patient_level_feasible(run)  # before any run directory, ledger or release
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -78,7 +77,7 @@ def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool) 
               "(budget, batch-size, site limits)", file=sys.stderr)
         return 1
     logger.info("federation finished in %.0f s; writing the report", time.time() - started)
-    written = report_function(run.modality)(run_dir)
+    written = write_report(run_dir)
     print((run_dir / "report.md").read_text())
     logger.info("done in %.0f s: %s", time.time() - started, run_dir / "report.md")
     if refused["total"]:
@@ -96,22 +95,13 @@ def status(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    import inspect
-
     from medgan_core.errors import ConfigError
-    from simulations.run_report import report_function
+    from simulations.report import write_report
 
-    run = load_run(args.run_dir, checkpoint=True)
+    load_run(args.run_dir, checkpoint=True)  # one clear line for a missing or broken run
     if args.inception and not Path(args.inception).is_file():
         raise ConfigError(f"--inception {args.inception}: no such file; pass a TorchScript Inception-v3 "
                           "file (it is never downloaded)")
-    write_report = report_function(run.modality)
-    extra: dict[str, str] = {}
-    if args.inception:
-        if "inception" not in inspect.signature(write_report).parameters:
-            raise ConfigError(f"--inception: the {run.modality} report does not take an Inception model; compute it "
-                              "with medgan_core.evaluation.inception_fid(real, synthetic, path=...)")
-        extra["inception"] = args.inception
-    write_report(args.run_dir, **extra)
+    write_report(args.run_dir, inception=args.inception or None)
     print((Path(args.run_dir) / "report.md").read_text())
     return 0

@@ -17,11 +17,14 @@ from typing import Any
 
 from medgan_core.errors import ConfigError
 from medgan_core.io_utils import atomic_write_text
+from medgan_core.metrics.names import AUROC, BALANCED_ACCURACY, COVERAGE, DTW_SYN_TO_REAL, FD, RMSE, gain_key
 
 __all__ = ["compare_runs", "privacy_utility_rows"]
 
-_COLUMNS = ("run", "modality", "dp", "epsilon", "tstr_balanced_accuracy", "tstr_auroc", "trtr_balanced_accuracy",
-            "fd_macro", "dtw_syn_to_real_mv", "augmentation_gain_balanced_accuracy")
+_TSTR, _TRTR = f"tstr_{BALANCED_ACCURACY}", f"trtr_{BALANCED_ACCURACY}"
+#: Set metrics of the final generator, macro over classes, under their one name (metrics.names).
+_MACRO = (FD, COVERAGE, DTW_SYN_TO_REAL, RMSE)
+_COLUMNS = ("run", "modality", "dp", "epsilon", _TSTR, f"tstr_{AUROC}", _TRTR, *_MACRO, gain_key(BALANCED_ACCURACY))
 
 
 def _load(run_dir: Path) -> dict[str, Any]:
@@ -35,13 +38,15 @@ def _load(run_dir: Path) -> dict[str, Any]:
 
 
 def _modality(report: dict, run_dir: Path) -> str:
-    """Reports name their modality; for one written before they did, the run's config does."""
-    if report.get("modality"):
-        return str(report["modality"])
-    try:
-        return str(json.loads((run_dir / "config.json").read_text())["modality"])
-    except (OSError, ValueError, KeyError):
-        return "unknown"
+    """The modality the report records (``report.json`` ``"modality"``).
+
+    Raises:
+        ConfigError: A report without it (written before reports recorded it).
+    """
+    if not report.get("modality"):
+        raise ConfigError(f"{run_dir / 'report.json'}: records no modality; recompute it with "
+                          f"`medgan report --run-dir {run_dir}`")
+    return str(report["modality"])
 
 
 def _macro(per_class: dict[str, dict], key: str) -> float | None:
@@ -59,18 +64,15 @@ def privacy_utility_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
         utility = report.get("utility", {})
         final = report.get("final_metrics", {})
         gain = report.get("augmentation_gain", {})
-        rows.append({
-            "run": str(run_dir),
-            "modality": _modality(report, Path(run_dir)),
-            "dp": bool(report.get("dp_enabled", True)),
-            "epsilon": epsilon,
-            "tstr_balanced_accuracy": utility.get("tstr", {}).get("balanced_accuracy"),
-            "tstr_auroc": utility.get("tstr", {}).get("auroc"),
-            "trtr_balanced_accuracy": utility.get("trtr", {}).get("balanced_accuracy"),
-            "fd_macro": _macro(final, "fd"),
-            "dtw_syn_to_real_mv": _macro(final, "dtw_syn_to_real"),
-            "augmentation_gain_balanced_accuracy": gain.get("gain_balanced_accuracy"),
-        })
+        row: dict[str, Any] = {"run": str(run_dir), "modality": _modality(report, Path(run_dir)),
+                               "dp": bool(report.get("dp_enabled", True)), "epsilon": epsilon}
+        row[_TSTR] = utility.get("tstr", {}).get(BALANCED_ACCURACY)
+        row[f"tstr_{AUROC}"] = utility.get("tstr", {}).get(AUROC)
+        row[_TRTR] = utility.get("trtr", {}).get(BALANCED_ACCURACY)
+        for key in _MACRO:
+            row[key] = _macro(final, key)
+        row[gain_key(BALANCED_ACCURACY)] = gain.get(gain_key(BALANCED_ACCURACY))
+        rows.append(row)
     return sorted(rows, key=lambda r: r["epsilon"])
 
 
@@ -85,8 +87,9 @@ def _cell(value: Any) -> str:
 def _markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["# Privacy-utility comparison", "",
              "Epsilon: the largest spend of any site (delta as in each run). TSTR/TRTR: balanced accuracy of the "
-             "same small classifier on the held-out patients. FD, DTW: macro over classes (ECG only). Gain: the "
-             "smallest site's balanced accuracy with synthetic data added minus without.", "",
+             "same small classifier on the held-out patients. fd, coverage, dtw_syn_to_real, rmse: macro over classes, "
+             "in each run's sample unit (n/a where the modality has no such metric). Gain: the smallest site's "
+             "balanced accuracy with synthetic data added minus without.", "",
              "| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     lines += ["| " + " | ".join(_cell(row[c]) for c in _COLUMNS) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -96,16 +99,16 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     import medgan_core.plots  # noqa: F401  (selects the Agg backend)
     import matplotlib.pyplot as plt
 
-    private = [r for r in rows if math.isfinite(r["epsilon"]) and r["tstr_balanced_accuracy"] is not None]
-    controls = [r for r in rows if not math.isfinite(r["epsilon"]) and r["tstr_balanced_accuracy"] is not None]
+    private = [r for r in rows if math.isfinite(r["epsilon"]) and r[_TSTR] is not None]
+    controls = [r for r in rows if not math.isfinite(r["epsilon"]) and r[_TSTR] is not None]
     figure, axis = plt.subplots(figsize=(6, 4))
     if private:
-        axis.plot([r["epsilon"] for r in private], [r["tstr_balanced_accuracy"] for r in private], "o-",
+        axis.plot([r["epsilon"] for r in private], [r[_TSTR] for r in private], "o-",
                   label="TSTR (DP runs)")
     for index, control in enumerate(controls):
-        axis.axhline(control["tstr_balanced_accuracy"], linestyle="--", color=f"C{index + 1}",
+        axis.axhline(control[_TSTR], linestyle="--", color=f"C{index + 1}",
                      label=f"TSTR, no DP ({Path(control['run']).name})")
-    trtr = [r["trtr_balanced_accuracy"] for r in rows if r["trtr_balanced_accuracy"] is not None]
+    trtr = [r[_TRTR] for r in rows if r[_TRTR] is not None]
     if trtr:
         axis.axhline(max(trtr), linestyle=":", color="black", label="TRTR (real data)")
     axis.axhline(0.5, color="grey", linewidth=0.8)

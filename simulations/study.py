@@ -41,21 +41,24 @@ import numpy as np
 
 from medgan_core.config import RunConfig
 from medgan_core.data.ecg import EcgConfig
+from medgan_core.data.labelled import LabelledSet
 from medgan_core.evaluation import (
     EvaluationSettings,
-    LabelledSet,
     classifier_scores,
     evaluate_generator,
     feature_bandwidth,
-    load_or_train_encoder,
     score_against_real,
 )
 from medgan_core.io_utils import atomic_write_text
+from medgan_core.metrics.encoder import load_or_train_encoder
+from medgan_core.metrics.names import COVERAGE, DTW_SYN_TO_REAL, FD, MMD2, PRECISION, RECALL
+from medgan_core.modalities import get_modality
 from medgan_core.models.registry import GanPair, create_gan
 from medgan_core.models.state import load_gan_state
 from medgan_core.progress import track
 from medgan_core.run_dir import RunDirectory
-from medgan_core.site import SiteConfig, build_gan
+from medgan_core.models import build_gan
+from medgan_core.site import SiteConfig
 from simulations.inprocess import initial_weights, run_inprocess_federation, simulated_sites
 from simulations.report import run_training_sets, single_threaded
 
@@ -64,8 +67,7 @@ __all__ = ["SETTINGS", "StudyConfig", "run_study", "train_setting"]
 logger = logging.getLogger(__name__)
 
 SETTINGS = ("centralized", "local", "federated")
-_SUMMARY = (("fd", "fd"), ("mmd2", "mmd2"), ("precision", "precision"), ("recall", "recall"),
-            ("coverage", "coverage"), ("dtw_syn_to_real", "dtw_mv"))
+_SUMMARY = (FD, MMD2, PRECISION, RECALL, COVERAGE, DTW_SYN_TO_REAL)
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ def train_setting(setting: str, run: RunConfig) -> list[tuple[str, dict, float]]
 
 
 def _summarise(per_class: dict[str, dict], tstr: dict) -> dict[str, float]:
-    row = {out: float(np.mean([c[key] for c in per_class.values()])) for key, out in _SUMMARY}
+    row = {key: float(np.mean([c[key] for c in per_class.values()])) for key in _SUMMARY}
     row.update(tstr_balanced_accuracy=tstr["balanced_accuracy"], tstr_auroc=tstr["auroc"],
                tstr_std=tstr["balanced_accuracy_std"])
     return row
@@ -186,7 +188,7 @@ def run_study(study: StudyConfig) -> dict:
         base = resolve_run_config(dict(study.overrides))
         sites, holdout = run_training_sets(base)
         train = LabelledSet.concat(sites)
-        encoder = load_or_train_encoder(study.out_dir / "encoder.pt", train, modality="ecg",
+        encoder = load_or_train_encoder(study.out_dir / "encoder.pt", train.samples, train.labels, backbone="ecg",
                                         epochs=study.encoder_epochs, seed=base.seed)
         bandwidth = feature_bandwidth(encoder, train)
         config = EcgConfig()
@@ -194,8 +196,8 @@ def run_study(study: StudyConfig) -> dict:
                                       dtw_radius=max(1, config.window // 10), physical_scale=config.amplitude_scale_mv,
                                       classifier_epochs=study.classifier_epochs,
                                       classifier_seeds=study.classifier_seeds)
-        score = dict(encoder=encoder, holdout=holdout, train=train, class_names=config.class_names,
-                     settings=settings, bandwidth=bandwidth)
+        score = dict(modality=get_modality(base.modality), encoder=encoder, holdout=holdout, train=train,
+                     class_names=config.class_names, settings=settings, bandwidth=bandwidth)
         rows = [_reference_row(train, holdout, score, study)]
         cells = [(m, e, s) for m in study.models for e in study.epsilons for s in study.settings]
         for model, epsilon, setting in track(cells, description="study: variant x epsilon x setting"):
@@ -211,8 +213,8 @@ def _reference_row(train: LabelledSet, holdout: LabelledSet, score: dict, study:
     for index, name in enumerate(score["class_names"]):
         real = train.of_class(index).subsample(settings.synthetic_per_class, seed=0)
         held_out = holdout.of_class(index).subsample(settings.max_real_per_class, seed=0)
-        reference[name] = score_against_real(real, held_out, encoder=score["encoder"], settings=settings,
-                                             bandwidth=score["bandwidth"], seed=0)
+        reference[name] = score_against_real(real, held_out, modality=score["modality"], encoder=score["encoder"],
+                                             settings=settings, bandwidth=score["bandwidth"], seed=0)
     trtr = classifier_scores(train, holdout, num_classes=len(score["class_names"]),
                              epochs=settings.classifier_epochs, seeds=settings.classifier_seeds)
     return {"model": "real data", "setting": "reference (TRTR)", "target_epsilon": None,
@@ -262,7 +264,7 @@ def _json_safe(value: object) -> object:
 
 
 _COLUMNS = ("model", "setting", "target_epsilon", "epsilon_spent", "fd", "mmd2", "precision", "recall", "coverage",
-            "dtw_mv", "tstr_balanced_accuracy", "tstr_std", "tstr_auroc", "seconds")
+            DTW_SYN_TO_REAL, "tstr_balanced_accuracy", "tstr_std", "tstr_auroc", "seconds")
 
 
 def _csv(rows: list[dict]) -> str:
@@ -346,7 +348,7 @@ def _markdown(study: StudyConfig, rows: list[dict], conclusions: list[str], seco
         spent_text = "-" if spent is None else ("∞" if math.isinf(spent) else f"{spent:.2f}")
         lines.append(
             f"| {r['model']} | {r['setting']} | {_eps_label(r['target_epsilon'])} | {spent_text} | {r['fd']:.1f} | "
-            f"{r['mmd2']:.3f} | {r['precision']:.2f} | {r['recall']:.2f} | {r['coverage']:.2f} | {r['dtw_mv']:.2f} | "
+            f"{r['mmd2']:.3f} | {r['precision']:.2f} | {r['recall']:.2f} | {r['coverage']:.2f} | {r[DTW_SYN_TO_REAL]:.2f} | "
             f"{r['tstr_balanced_accuracy']:.3f} ± {r['tstr_std']:.3f} | {r['tstr_auroc']:.3f} |")
     lines += ["", "## What the table says", ""] + [f"* {c}" for c in conclusions]
     lines += ["", "![study](study.png)", ""]

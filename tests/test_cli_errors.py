@@ -77,7 +77,7 @@ def saved_run(tmp_path: Path) -> Path:
     """A run directory as a federation leaves it after one round: config and checkpoint."""
     from medgan_core.models.state import gan_state
     from medgan_core.run_dir import RunDirectory
-    from medgan_core.site import build_gan
+    from medgan_core.models import build_gan
     from simulations.federation import resolve_run_config
 
     run = resolve_run_config({"run-dir": str(tmp_path / "run")})

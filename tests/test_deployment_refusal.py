@@ -12,7 +12,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, R
 from client.app import app
 from medgan_core.config import RunConfig
 from medgan_core.models.state import gan_state
-from medgan_core.site import build_gan
+from medgan_core.models import build_gan
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
-"""medgan_core.evaluation: site patient splits, metric wrappers against hand-computed or
-brute-force references, augmentation on disjoint patients, and the sites' evaluate scalars."""
+"""medgan_core.evaluation and the metric wrappers it uses: hand-computed or brute-force
+references, augmentation on disjoint patients, one name per metric."""
 
 import math
 
@@ -8,15 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from medgan_core.evaluation import (
-    LabelledSet,
-    augmentation_gain,
-    classifier_scores,
-    dtw_metrics,
-    feature_metrics,
-    inception_fid,
-    nearest_real_fidelity,
-)
+from medgan_core.data.labelled import LabelledSet
+from medgan_core.evaluation import augmentation_gain, classifier_scores
+from medgan_core.metrics.dtw import dtw_metrics
+from medgan_core.metrics.feature_space import feature_metrics
+from medgan_core.metrics.fidelity import nearest_real_fidelity
+from medgan_core.metrics.frechet import inception_fid
+from medgan_core.metrics.names import METRICS, SET_METRICS, gain_key, metric
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +52,6 @@ def _brute_dtw(x: np.ndarray, y: np.ndarray, radius: int) -> float:
             cost[i, j] = (x[i - 1] - y[j - 1]) ** 2 + min(cost[i - 1, j], cost[i, j - 1], cost[i - 1, j - 1])
     return math.sqrt(cost[n, m])
 
-
-# ---- site patient split ----------------------------------------------------------------
 
 # ---- metric wrappers vs references -----------------------------------------------------
 
@@ -121,11 +117,23 @@ def test_augmentation_gain_refuses_shared_patients_and_reports_disjoint_ones():
     gain = augmentation_gain(site=site, synthetic=synthetic, test=test, num_classes=2, epochs=3, seeds=(0,))
     assert gain["site_patients"] == ["mitdb/105", "mitdb/123"] and gain["test_patients"] == ["mitdb/114"]
     assert gain["num_synthetic"] == 60 and gain["num_site"] == 84
-    assert gain["gain_balanced_accuracy"] == pytest.approx(
+    assert gain[gain_key("balanced_accuracy")] == pytest.approx(
         gain["own_plus_synthetic"]["balanced_accuracy"] - gain["own_data"]["balanced_accuracy"])
 
 
-# ---- site scalars ----------------------------------------------------------------------
+# ---- one name per metric -----------------------------------------------------------------
+
+def test_every_metric_a_wrapper_returns_is_registered_under_that_one_name():
+    real = _beats(20, 0, seed=3)
+    keys = set(feature_metrics(real[:, 0], real[:, 0] + 0.1, bandwidth=1.0))
+    keys |= set(nearest_real_fidelity(real[:5], real, data_range=2.0))
+    keys |= set(dtw_metrics(real[:3, :, :16], real[:4, :, :16], radius=2))
+    assert keys <= set(METRICS) and set(SET_METRICS) <= keys
+    assert metric("rmse").label_in("mV") == "RMSE to nearest real (mV)"
+    assert metric("fd").label_in("mV") == metric("fd").label  # unitless: no unit appended
+    with pytest.raises(ValueError, match="unknown metric 'dtw_mv'; known: fd"):
+        metric("dtw_mv")
+
 
 def test_inception_fid_loads_only_from_disk(tmp_path):
     with pytest.raises(FileNotFoundError, match="never downloads"):
@@ -142,6 +150,3 @@ def test_inception_fid_loads_only_from_disk(tmp_path):
     assert inception_fid(images, images * 0.2, path=path) > 1.0
     with pytest.raises(ValueError, match="image"):
         inception_fid(torch.zeros(4, 1, 8), torch.zeros(4, 1, 8), path=path)
-
-
-# ---- the sites' evaluate handler core ----------------------------------------------------

@@ -7,7 +7,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, M
 
 from client.app import app
 from medgan_core.models.state import DISCRIMINATOR_PREFIX, GENERATOR_PREFIX, gan_state
-from medgan_core.site import SiteConfig, build_gan, load_site_data
+from medgan_core.models import build_gan
+from medgan_core.site import SiteConfig, load_site_data
 
 EXPECTED_TRAIN_KEYS = {"num-examples", "epsilon", "d-loss-fake", "g-loss", "noise-multiplier", "local-steps"}
 

@@ -43,7 +43,8 @@ class _TwinEcg(EcgModality):
 
 
 def test_a_new_modality_is_one_class_and_a_registration(tmp_path):
-    from medgan_core.site import SiteConfig, build_gan, load_site_data
+    from medgan_core.models import build_gan
+    from medgan_core.site import SiteConfig, load_site_data
 
     register_modality(_TwinEcg())
     try:
@@ -64,3 +65,26 @@ def _latents(gan):
     import torch
 
     return torch.randn(2, gan.latent_dim), torch.tensor([0, 1])
+
+
+def test_each_modality_supplies_its_sample_metrics_in_its_unit():
+    import torch
+
+    from medgan_core.data.labelled import LabelledSet
+
+    zeros = torch.zeros(6, dtype=torch.long)
+    beats = torch.linspace(-1, 1, 6 * 32).reshape(6, 1, 32).sin()
+    shifted = LabelledSet(beats + 0.01, zeros)
+    ecg = get_modality("ecg")
+    scores = ecg.sample_metrics(shifted, LabelledSet(beats, zeros), settings=ecg.evaluation_settings(dtw_samples=3),
+                                seed=0)
+    # Signals get DTW; every nearest-neighbour offset is 0.01 model units = 0.05 mV.
+    assert {"dtw_syn_to_real", "dtw_real_to_syn", "rmse", "ssim"} <= set(scores)
+    assert scores["rmse"] == pytest.approx(0.05, rel=1e-4)
+    images = torch.linspace(-1, 1, 6 * 144).reshape(6, 1, 12, 12)
+    xray = get_modality("xray")
+    scores = xray.sample_metrics(LabelledSet(images + 0.01, zeros), LabelledSet(images, zeros),
+                                 settings=xray.evaluation_settings(), seed=0)
+    # Images: no DTW; 0.01 model units = 0.005 in intensity [0, 1].
+    assert "dtw_syn_to_real" not in scores and scores["rmse"] == pytest.approx(0.005, rel=1e-4)
+    assert xray.sample_unit == "intensity [0, 1]" and ecg.sample_unit == "mV"

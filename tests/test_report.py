@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-REPORT_ARGS = dict(n_per_class=40, dtw_samples=10, wfdb_per_class=5, encoder_epochs=1, classifier_epochs=1,
+REPORT_ARGS = dict(n_per_class=40, dtw_samples=10, export_per_class=5, encoder_epochs=1, classifier_epochs=1,
                    classifier_seeds=(0,), round_samples=20)
 
 
@@ -43,14 +43,14 @@ def saved_run(tmp_path_factory):
 
 
 def test_report_recomputes_identically_from_the_saved_run(saved_run):
-    from simulations.report import ecg_report
+    from simulations.report import write_report
 
     root = saved_run
-    first = ecg_report(root, **REPORT_ARGS)
+    first = write_report(root, **REPORT_ARGS)
     first_json, first_md = (root / "report.json").read_text(), (root / "report.md").read_text()
     encoder = root / "encoder.pt"
     stamp = encoder.stat().st_mtime_ns
-    second = ecg_report(root, **REPORT_ARGS)
+    second = write_report(root, **REPORT_ARGS)
     assert encoder.stat().st_mtime_ns == stamp  # the saved encoder was reused, not retrained
     assert (root / "report.json").read_text() == first_json
     assert (root / "report.md").read_text() == first_md
@@ -60,23 +60,27 @@ def test_report_recomputes_identically_from_the_saved_run(saved_run):
 
 
 def test_report_contents(saved_run):
-    from simulations.report import ecg_report
+    from simulations.report import write_report
 
     root = saved_run
-    report = json.loads((root / "report.json").read_text()) if (root / "report.json").exists() else ecg_report(
+    report = json.loads((root / "report.json").read_text()) if (root / "report.json").exists() else write_report(
         root, **REPORT_ARGS)
     # Existing consumers read these keys.
-    assert set(report["utility"]) == {"tstr", "tstr_exported_wfdb", "trtr"} and report["privacy"] == {}
+    assert report["modality"] == "ecg"
+    assert set(report["utility"]) == {"tstr", "tstr_exported", "trtr"} and report["privacy"] == {}
     # The exported WFDB files were read back beat by beat: every exported beat, and no more.
-    exported = report["utility"]["tstr_exported_wfdb"]
-    assert exported["num_beats"] == 2 * REPORT_ARGS["wfdb_per_class"]
+    exported = report["utility"]["tstr_exported"]
+    assert exported["num_samples"] == 2 * REPORT_ARGS["export_per_class"]
+    assert report["export"] == {"dir": "synthetic_wfdb", "format": "WFDB (mV, 360 Hz, `.atr` symbols N/V)",
+                                "files": 2, "read_back": 10}
     assert 0.0 <= exported["balanced_accuracy"] <= 1.0
     for name in ("N", "V"):
         final, ref = report["final_metrics"][name], report["reference_metrics"][name]
         for key in ("fd", "precision", "recall", "density", "coverage", "mmd2", "dtw_syn_to_real",
                     "dtw_real_to_syn", "rmse", "mae", "psnr_db", "ssim"):
             assert math.isfinite(final[key]) and math.isfinite(ref[key]), key
-        assert report["dtw_nearest_neighbour"][name]["synthetic_to_real_mv"] == final["dtw_syn_to_real"]
+        memorised = report["memorisation"][name]
+        assert memorised["synthetic_to_train_rmse"] > 0 and memorised["holdout_to_train_rmse"] > 0
     # Augmentation: the smallest site (site-0, 2027 beats), tested on patients it never saw.
     gain = report["augmentation_gain"]
     assert gain["site"] == "site-0" and gain["site_patients"] == ["mitdb/106"]
@@ -84,7 +88,7 @@ def test_report_contents(saved_run):
     assert gain["num_synthetic"] == 2 * REPORT_ARGS["n_per_class"]
     # Per round: central scores of every checkpoint (sites score nothing on their records).
     assert [r["round"] for r in report["rounds_central"]] == [1, 2]
-    assert all(math.isfinite(r["fd"]) for r in report["rounds_central"])
+    assert all(math.isfinite(r["fd"]) and math.isfinite(r["dtw_syn_to_real"]) for r in report["rounds_central"])
     assert "rounds_federated" not in report
     # Refusals are results: counted by code and per round, and shown.
     assert report["refusals"] == {"total": 1, "by_code": {"medgan:budget-exhausted": 1},
@@ -96,5 +100,6 @@ def test_report_contents(saved_run):
     assert "## Augmentation gain at the smallest site (site-0" in markdown
     assert "exported WFDB read back (10 beats)" in markdown
     assert "What the sample-space rows mean" in markdown and "Memorisation check" in markdown
+    assert "| DTW synthetic -> nearest real (mV) |" in markdown and "| RMSE to nearest real (mV) |" in markdown
     assert "| 2 | 1 | 1 | medgan:budget-exhausted |" in markdown
     assert "Epsilon is per record (one beat or one image), not per patient" in markdown

@@ -15,7 +15,7 @@ from privacy.accounting import epsilon_from_history
 @pytest.mark.slow
 def test_three_site_federation_end_to_end(tmp_path):
     from simulations.federation import resolve_run_config, run_federation
-    from simulations.report import ecg_report
+    from simulations.report import write_report
 
     run = resolve_run_config({"run-dir": str(tmp_path / "run"), "num-server-rounds": 2, "local-steps": 4,
                               "batch-size": 32, "target-epsilon": 4.0})
@@ -35,10 +35,10 @@ def test_three_site_federation_end_to_end(tmp_path):
         assert epsilons[0] < epsilons[1] < epsilons[2] <= 4.0
         history_ = [(e["noise_multiplier"], e["sample_rate"], e["steps"]) for e in raw["entries"]]
         assert epsilon_from_history(history_, delta=raw["target_delta"]) == pytest.approx(epsilons[-1])
-    report = ecg_report(run.run_dir, n_per_class=40, dtw_samples=10, wfdb_per_class=10)
+    report = write_report(run.run_dir, n_per_class=40, dtw_samples=10, export_per_class=10)
     assert all(s["within_budget"] for s in report["privacy"].values())
-    assert set(report["utility"]) == {"tstr", "tstr_exported_wfdb", "trtr"}
-    assert report["utility"]["tstr_exported_wfdb"]["num_beats"] >= 18  # 10 per class read back from the files
+    assert set(report["utility"]) == {"tstr", "tstr_exported", "trtr"}
+    assert report["utility"]["tstr_exported"]["num_samples"] >= 18  # 10 per class read back from the files
     assert (directory.root / "figures" / "real_vs_synthetic_beats.png").stat().st_size > 10_000
     assert (directory.root / "report.md").read_text().count("| site-") == 3
     for symbol in ("N", "V"):

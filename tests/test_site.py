@@ -5,7 +5,8 @@ import json
 import pytest
 
 from medgan_core.models.state import gan_state
-from medgan_core.site import SiteConfig, build_gan, train_round
+from medgan_core.models import build_gan
+from medgan_core.site import SiteConfig, train_round
 from privacy.accounting import epsilon_from_history
 from simulations.inprocess import run_inprocess_federation
 

@@ -4,7 +4,8 @@ import json
 
 from medgan_core.models.state import gan_state
 from medgan_core.run_dir import RunDirectory
-from medgan_core.site import SiteConfig, build_gan, train_round
+from medgan_core.models import build_gan
+from medgan_core.site import SiteConfig, train_round
 from medgan_cli.main import main
 
 

@@ -11,8 +11,9 @@ from medgan_core.config import RunConfig
 from medgan_core.data.xray import load_xray_dataset
 from medgan_core.errors import ConfigError
 from medgan_core.export.dicom_export import export_synthetic_images
-from medgan_core.site import SiteConfig, load_site_data, split_xray_patients, xray_share_weights
-from simulations.xray_report import read_exported_images
+from medgan_core.modalities import get_modality
+from medgan_core.modalities.xray import split_xray_patients, xray_share_weights
+from medgan_core.site import SiteConfig, load_site_data
 
 XRAY = {"modality": "xray", "model": "dcgan2d", "site-records": "1|1|1", "holdout-records": "1"}
 
@@ -76,12 +77,24 @@ def test_exported_dicoms_read_back_as_the_generated_images(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.random((6, 32, 32))
     labels = np.array([0, 1, 0, 1, 1, 0])
-    export_synthetic_images(images, labels, tmp_path / "export", ("NORMAL", "PNEUMONIA"))
-    read, read_labels = read_exported_images(tmp_path / "export", size=32)
-    # Class folders, DICOM only (the PNG previews are not read twice), 8-bit quantisation.
-    np.testing.assert_array_equal(read_labels, [0, 0, 0, 1, 1, 1])
-    order = np.concatenate([np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)])
-    np.testing.assert_allclose(read, images[order], atol=0.5 / 255 + 1e-6)
+    written = export_synthetic_images(images, labels, tmp_path / "export", ("NORMAL", "PNEUMONIA"))
+    png = sorted((tmp_path / "export").rglob("*.png"))
+    read = get_modality("xray").read_back([*written, *png], image_size=32)
+    # Class from the folder, DICOM only (the PNG previews are not read twice), 8-bit
+    # quantisation, model units [-1, 1].
+    np.testing.assert_array_equal(read.labels.numpy(), labels)
+    np.testing.assert_allclose((read.samples[:, 0].numpy() + 1) / 2, images, atol=0.5 / 255 + 1e-6)
+
+
+def test_evaluation_data_is_the_simulated_sites_and_the_holdout(xray_data_dir, tmp_path, kermany_64):
+    images, labels, patients = kermany_64
+    run = _run(xray_data_dir, tmp_path)
+    sites, holdout = get_modality("xray").evaluation_data(run)
+    groups = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed)
+    assert [len(s) for s in sites] == [len(g) for g in groups[:-1]] and len(holdout) == len(groups[-1])
+    assert set(holdout.patients) == {patients[i] for i in groups[-1]}
+    assert not set(holdout.patients) & {p for s in sites for p in s.patients}
+    np.testing.assert_allclose(holdout.samples[:, 0].numpy(), images[groups[-1]] * 2 - 1, atol=1e-6)
 
 
 def _text_values(dataset: pydicom.Dataset) -> list[str]:
@@ -96,7 +109,7 @@ def _text_values(dataset: pydicom.Dataset) -> list[str]:
 @pytest.mark.slow
 def test_three_site_xray_federation_end_to_end(tmp_path, xray_data_dir, kermany_64):
     from simulations.federation import resolve_run_config, run_federation
-    from simulations.xray_report import xray_report
+    from simulations.report import write_report
 
     run = resolve_run_config({**XRAY, "data-root": str(xray_data_dir), "run-dir": str(tmp_path / "run"),
                               "image-size": 32, "num-server-rounds": 2, "local-steps": 3, "batch-size": 16,
@@ -107,13 +120,28 @@ def test_three_site_xray_federation_end_to_end(tmp_path, xray_data_dir, kermany_
     assert [h["round"] for h in history] == [1, 2]
     assert all(len(h["sites"]) == 3 and not any("error" in s for s in h["sites"].values()) for h in history)
 
-    report = xray_report(root, n_per_class=12, classifier_epochs=1)
+    report = write_report(root, n_per_class=12, classifier_epochs=1, classifier_seeds=(0,), encoder_epochs=1,
+                          round_samples=8)
     assert set(report["privacy"]) == {"site-0", "site-1", "site-2"}
     for site in report["privacy"].values():
         assert site["within_budget"] and 0 < site["epsilon_spent"] <= 4.0
         assert [r for r, _ in site["epsilon_by_round"]][-2:] == [1, 2]
-    assert set(report["utility"]) == {"tstr", "trtr"}
+    assert report["modality"] == "xray" and report["sample_unit"] == "intensity [0, 1]"
+    assert set(report["utility"]) == {"tstr", "tstr_exported", "trtr"}
     assert report["utility"]["tstr"]["num_test"] == sum(report["holdout_class_counts"].values())
+    assert report["utility"]["tstr_exported"]["num_samples"] == 24
+    # The same sections as ECG: encoder-feature metrics, nearest-image fidelity (no DTW),
+    # memorisation, augmentation at the smallest site, per-round rows.
+    for name in ("NORMAL", "PNEUMONIA"):
+        final = report["final_metrics"][name]
+        assert {"fd", "precision", "recall", "density", "coverage", "mmd2", "rmse", "ssim"} <= set(final)
+        assert "dtw_syn_to_real" not in final
+        assert set(report["memorisation"][name]) == {"synthetic_to_train_rmse", "holdout_to_train_rmse"}
+    assert report["encoder"]["backbone"] == "image" and (root / "encoder.pt").is_file()
+    gain = report["augmentation_gain"]
+    assert gain["num_synthetic"] == 24 and not set(gain["site_patients"]) & set(gain["test_patients"])
+    assert [r["round"] for r in report["rounds_central"]] == [1, 2]
+    assert {"figures/real_vs_synthetic_xrays.png", "figures/utility_curves.png"} <= set(report["figures"])
     assert (root / "figures" / "real_vs_synthetic_xrays.png").stat().st_size > 10_000
     assert (root / "report.md").read_text().count("| site-") == 3
 

@@ -5,6 +5,8 @@
 * :mod:`.encoder` - supervised domain encoders whose features feed the set metrics.
 * :mod:`.distribution` - RBF MMD^2 and precision/recall/density/coverage in feature space.
 * :mod:`.fidelity` - PSNR, SSIM and nearest-real-neighbour RMSE/MAE (read their caveats).
+* :mod:`.feature_space` - FD, PRDC and MMD^2 of two feature sets at once.
+* :mod:`.names` - the one key, label and unit of every metric.
 """
 
 from medgan_core.metrics.distribution import PRDC, median_heuristic_bandwidth, mmd2, prdc
@@ -13,6 +15,7 @@ from medgan_core.metrics.dtw import (
     band_radius,
     dtw_distance,
     dtw_matrix,
+    dtw_metrics,
     mean_nn_dtw,
     to_dtaidistance_window,
 )
@@ -21,11 +24,14 @@ from medgan_core.metrics.encoder import (
     EncoderConfig,
     build_encoder,
     load_encoder,
+    load_or_train_encoder,
     train_encoder,
 )
+from medgan_core.metrics.feature_space import feature_metrics
 from medgan_core.metrics.fidelity import (
     NearestNeighbourFidelity,
     nearest_neighbour_fidelity,
+    nearest_real_fidelity,
     psnr,
     ssim,
 )
@@ -35,6 +41,7 @@ from medgan_core.metrics.frechet import (
     TorchScriptFeatureExtractor,
     feature_statistics,
     frechet_distance,
+    inception_fid,
     statistics_from_sums,
     update_feature_sums,
 )
@@ -45,6 +52,7 @@ __all__ = [
     "band_radius",
     "dtw_distance",
     "dtw_matrix",
+    "dtw_metrics",
     "mean_nn_dtw",
     "to_dtaidistance_window",
     # frechet
@@ -53,6 +61,7 @@ __all__ = [
     "TorchScriptFeatureExtractor",
     "feature_statistics",
     "frechet_distance",
+    "inception_fid",
     "statistics_from_sums",
     "update_feature_sums",
     # encoder
@@ -60,6 +69,7 @@ __all__ = [
     "EncoderConfig",
     "build_encoder",
     "load_encoder",
+    "load_or_train_encoder",
     "train_encoder",
     # distribution
     "PRDC",
@@ -69,6 +79,9 @@ __all__ = [
     # fidelity
     "NearestNeighbourFidelity",
     "nearest_neighbour_fidelity",
+    "nearest_real_fidelity",
+    # feature space
+    "feature_metrics",
     "psnr",
     "ssim",
 ]

@@ -45,10 +45,12 @@ from medgan_core.metrics._dtw_kernels import (
     load_dtaidistance,
     wavefront,
 )
+from medgan_core.metrics.names import DTW_REAL_TO_SYN, DTW_SYN_TO_REAL
 
 __all__ = [
     "NearestNeighbourDTW",
     "dtw_distance",
+    "dtw_metrics",
     "dtw_matrix",
     "mean_nn_dtw",
     "band_radius",
@@ -268,3 +270,10 @@ def mean_nn_dtw(
     return NearestNeighbourDTW(
         synthetic_to_real=float(syn_best.mean()), real_to_synthetic=float(real_best.mean())
     )
+
+
+def dtw_metrics(synthetic: torch.Tensor, real: torch.Tensor, *, radius: int, scale: float = 1.0
+                ) -> dict[str, float]:
+    """Mean nearest-neighbour DTW (banded) both ways between signal sets (N, 1, L), in physical units."""
+    result = mean_nn_dtw(synthetic[:, 0], real[:, 0], window=int(radius))
+    return {DTW_SYN_TO_REAL: result.synthetic_to_real * scale, DTW_REAL_TO_SYN: result.real_to_synthetic * scale}

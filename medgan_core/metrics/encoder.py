@@ -29,7 +29,7 @@ from torch import nn
 
 from medgan_core.io_utils import atomic_write_bytes
 
-__all__ = ["Encoder", "EncoderConfig", "build_encoder", "load_encoder", "train_encoder"]
+__all__ = ["Encoder", "EncoderConfig", "build_encoder", "load_encoder", "load_or_train_encoder", "train_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -238,3 +238,29 @@ def train_encoder(
                 total += float(loss.detach()) * idx.numel()
             logger.info("encoder epoch %d/%d: loss %.4f", epoch + 1, epochs, total / x.shape[0])
     return encoder.eval()
+
+
+def load_or_train_encoder(path: str | Path, samples: torch.Tensor, labels: torch.Tensor, *, backbone: str,
+                          epochs: int, seed: int) -> Encoder:
+    """The encoder saved at ``path``, or one trained on ``samples``/``labels`` and saved there.
+
+    The data must be REAL TRAINING data of whoever runs this (never held-out data, which
+    would then no longer be unseen). Reusing the file keeps scores comparable across
+    rounds and runs; delete it to retrain (e.g. after the training data changed).
+
+    Args:
+        path: The cache file.
+        samples: Real training samples (N, 1, ...), used only when ``path`` is absent.
+        labels: Their class indices (N,).
+        backbone: ``"ecg"`` or ``"image"`` (``Modality.encoder_backbone``).
+        epochs: Training epochs, when training.
+        seed: Training seed, when training.
+    """
+    path = Path(path)
+    if path.is_file():
+        return load_encoder(path)
+    logger.info("training the %s evaluation encoder on %d real training samples (%d epochs) -> %s",
+                backbone, len(labels), epochs, path)
+    encoder = train_encoder(samples, labels, modality=backbone, epochs=epochs, seed=seed)
+    encoder.save(path)
+    return encoder

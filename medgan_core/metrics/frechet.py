@@ -32,6 +32,7 @@ __all__ = [
     "TorchScriptFeatureExtractor",
     "feature_statistics",
     "frechet_distance",
+    "inception_fid",
     "statistics_from_sums",
     "update_feature_sums",
 ]
@@ -290,3 +291,24 @@ class TorchScriptFeatureExtractor:
         with torch.no_grad():
             features = self.module(x, **self.forward_kwargs)
         return features.reshape(features.shape[0], -1)
+
+
+def inception_fid(real: torch.Tensor, synthetic: torch.Tensor, *, path: str | Path, batch: int = 64) -> float:
+    """Conventional FID of images (N, 1 or 3, H, W) in [-1, 1] with a user-supplied Inception.
+
+    ``path`` is a TorchScript Inception-v3 file on disk (see
+    :class:`TorchScriptFeatureExtractor`); nothing is ever downloaded. Only meaningful for
+    images; 1-D signals use the domain encoder's FD.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist (the message says where to get it).
+        ValueError: If the inputs are not image batches.
+    """
+    if real.ndim != 4 or synthetic.ndim != 4:
+        raise ValueError("Inception FID needs image batches (N, C, H, W); score 1-D signals with the encoder FD")
+    metric = FrechetDistance(TorchScriptFeatureExtractor(path))
+    for batch_real in real.split(batch):
+        metric.update(batch_real, real=True)
+    for batch_fake in synthetic.split(batch):
+        metric.update(batch_fake, real=False)
+    return metric.compute()

@@ -19,7 +19,9 @@ from medgan_core.errors import ConfigError
 
 if TYPE_CHECKING:
     from medgan_core.config import RunConfig
+    from medgan_core.data.labelled import LabelledSet
     from medgan_core.data.site_data import SiteData
+    from medgan_core.evaluation.settings import EvaluationSettings
 
 __all__ = ["Modality", "SimulatedSite", "available_modalities", "get_modality", "register_modality"]
 
@@ -46,8 +48,13 @@ class Modality(ABC):
         default_unit: The DP unit of ``privacy-unit = "auto"``.
         encoder_backbone: Backbone of the domain encoder for feature metrics
             (``medgan_core.metrics.encoder``).
-        report_function: ``"module:function"`` writing a run's report (simulations layer).
-        physical_scale: Model units -> physical units (mV for ECG; 1 for pixels).
+        encoder_epochs: Epochs of that encoder when a report trains it.
+        physical_scale: Model units -> ``sample_unit``.
+        sample_unit: Unit of sample-space metrics (RMSE, DTW) in reports.
+        report_per_class: Synthetic samples per class a report scores and exports.
+        export_dir: Folder of a run directory that holds the synthetic export.
+        export_format: What :meth:`export` writes, for people ("WFDB", "DICOM").
+        round_metric: The sample-space metric drawn per round beside FD and coverage.
     """
 
     name: ClassVar[str]
@@ -55,8 +62,13 @@ class Modality(ABC):
     record_word: ClassVar[str]
     default_unit: ClassVar[str] = "record"
     encoder_backbone: ClassVar[str]
-    report_function: ClassVar[str]
+    encoder_epochs: ClassVar[int] = 5
     physical_scale: ClassVar[float] = 1.0
+    sample_unit: ClassVar[str] = "model units"
+    report_per_class: ClassVar[int] = 500
+    export_dir: ClassVar[str]
+    export_format: ClassVar[str]
+    round_metric: ClassVar[str] = "rmse"
 
     def model_kwargs(self, run: "RunConfig") -> dict[str, Any]:
         """Extra keyword arguments of ``create_gan`` for this modality (e.g. image size)."""
@@ -100,6 +112,40 @@ class Modality(ABC):
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
                provenance: str | None = None) -> list[Path]:
         """Write synthetic samples (model units) as this modality's files; returns the paths."""
+
+    @abstractmethod
+    def read_back(self, paths: Sequence[Path], *, image_size: int) -> "LabelledSet":
+        """The files :meth:`export` wrote, read with the reader real data goes through, in model units."""
+
+    # ---- evaluation: what a report needs to know about this kind of data ----
+
+    @abstractmethod
+    def evaluation_data(self, run: "RunConfig") -> tuple[list["LabelledSet"], "LabelledSet"]:
+        """Simulation: every site's training samples (with patient ids) and the held-out samples.
+
+        The held-out patients are disjoint from every site's; they are what a report
+        scores the generator on.
+        """
+
+    def evaluation_settings(self, **overrides: Any) -> "EvaluationSettings":
+        """This modality's evaluation budgets and units; ``overrides`` replace fields."""
+        from medgan_core.evaluation.settings import EvaluationSettings
+
+        return EvaluationSettings(**{"synthetic_per_class": self.report_per_class,
+                                     "physical_scale": self.physical_scale, **overrides})
+
+    def sample_metrics(self, candidate: "LabelledSet", real: "LabelledSet", *, settings: "EvaluationSettings",
+                       seed: int) -> dict[str, float]:
+        """Sample-space metrics of ``candidate`` against ``real`` (one class): by default
+        nearest-real RMSE/MAE (``sample_unit``), PSNR and SSIM."""
+        from medgan_core.metrics.fidelity import nearest_real_fidelity
+
+        return nearest_real_fidelity(candidate.samples, real.samples, data_range=settings.data_range,
+                                     scale=settings.physical_scale)
+
+    @abstractmethod
+    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
+        """A figure of real beside synthetic samples per class in ``out_dir``; returns its path."""
 
 
 _MODALITIES: dict[str, Modality] = {}

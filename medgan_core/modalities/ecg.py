@@ -14,13 +14,38 @@ import torch
 
 from medgan_core.data.ecg import EcgConfig, find_records, load_ecg_records
 from medgan_core.data.splits import split_audit_patients
+from medgan_core.metrics.names import DTW_SYN_TO_REAL
 from medgan_core.modalities.base import Modality, SimulatedSite
 
 if TYPE_CHECKING:
     from medgan_core.config import RunConfig
+    from medgan_core.data.labelled import LabelledSet
     from medgan_core.data.site_data import SiteData
+    from medgan_core.evaluation.settings import EvaluationSettings
 
-__all__ = ["EcgModality"]
+__all__ = ["EcgModality", "ecg_labelled_set"]
+
+
+def ecg_labelled_set(record_paths: Sequence[str | Path], patients: Sequence[str]) -> "LabelledSet":
+    """ECG beats of ``record_paths`` (one record is one patient, named by ``patients``).
+
+    Bad records are skipped and logged by the reader, as everywhere else.
+
+    Raises:
+        ValueError: No record yields a beat.
+    """
+    from medgan_core.data.labelled import LabelledSet
+
+    config = EcgConfig()
+    parts = []
+    for path, patient in zip(record_paths, patients, strict=True):
+        beats, _ = load_ecg_records([path], config)
+        if len(beats):
+            parts.append(LabelledSet(torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels),
+                                     (patient,) * len(beats)))
+    if not parts:
+        raise ValueError(f"no readable beats in records {list(patients)}")
+    return LabelledSet.concat(parts)
 
 
 class EcgModality(Modality):
@@ -29,8 +54,12 @@ class EcgModality(Modality):
     record_word = "beat"
     default_unit = "record"  # the bundled sites have 2-3 patients: too few for patient-level DP
     encoder_backbone = "ecg"
-    report_function = "simulations.report:ecg_report"
     physical_scale = EcgConfig().amplitude_scale_mv
+    sample_unit = "mV"
+    report_per_class = 500
+    export_dir = "synthetic_wfdb"
+    export_format = "WFDB (mV, 360 Hz, `.atr` symbols N/V)"
+    round_metric = DTW_SYN_TO_REAL
 
     def site_paths(self, data_dir: Path, records: Sequence[str] | None) -> tuple[str, ...]:
         if records:
@@ -70,3 +99,35 @@ class EcgModality(Modality):
 
         beats = samples[:, 0] if samples.ndim == 3 else samples  # one lead
         return write_synthetic_wfdb(beats, labels, out, config=EcgConfig(), output_fs=fs or 360)
+
+    def read_back(self, paths: Sequence[Path], *, image_size: int) -> "LabelledSet":
+        # The project's reader (rdrecord + rdann, resampling, beat windows), as for real records.
+        return ecg_labelled_set(paths, [Path(path).name for path in paths])
+
+    def evaluation_data(self, run: "RunConfig") -> tuple[list["LabelledSet"], "LabelledSet"]:
+        sites = [ecg_labelled_set(run.record_paths(list(patients)), patients) for patients in run.site_record_groups()]
+        holdout = run.holdout_records.split()
+        return sites, ecg_labelled_set(run.record_paths(holdout), holdout)
+
+    def evaluation_settings(self, **overrides: Any) -> "EvaluationSettings":
+        return super().evaluation_settings(**{"dtw_radius": max(1, EcgConfig().window // 10), **overrides})
+
+    def sample_metrics(self, candidate: "LabelledSet", real: "LabelledSet", *, settings: "EvaluationSettings",
+                       seed: int) -> dict[str, float]:
+        from medgan_core.metrics.dtw import dtw_metrics
+
+        scores = super().sample_metrics(candidate, real, settings=settings, seed=seed)
+        # DTW on subsets: it is O(N M L r).
+        syn = candidate.subsample(settings.dtw_samples, seed=seed).samples
+        ref = real.subsample(2 * settings.dtw_samples, seed=seed + 1).samples
+        scores.update(dtw_metrics(syn, ref, radius=settings.dtw_radius, scale=settings.physical_scale))
+        return scores
+
+    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
+        from medgan_core.plots import plot_beats_real_vs_synthetic
+
+        config = EcgConfig()
+        return plot_beats_real_vs_synthetic(real.samples[:, 0].numpy(), real.labels.numpy(),
+                                            synthetic.samples[:, 0].numpy(), synthetic.labels.numpy(),
+                                            self.class_names, out_dir / "real_vs_synthetic_beats.png",
+                                            fs=config.model_fs, to_mv=config.amplitude_scale_mv, seed=seed)

@@ -23,7 +23,9 @@ from medgan_core.modalities.base import Modality, SimulatedSite
 
 if TYPE_CHECKING:
     from medgan_core.config import RunConfig
+    from medgan_core.data.labelled import LabelledSet
     from medgan_core.data.site_data import SiteData
+    from medgan_core.evaluation.settings import EvaluationSettings
 
 __all__ = ["PatientShare", "XrayModality", "split_xray_patients", "xray_share_weights"]
 
@@ -98,7 +100,12 @@ class XrayModality(Modality):
     record_word = "image"
     default_unit = "patient"
     encoder_backbone = "image"
-    report_function = "simulations.xray_report:xray_report"
+    encoder_epochs = 3  # a few epochs at the run's image size: the encoder is a small CNN
+    physical_scale = 0.5  # model units [-1, 1] -> intensity [0, 1]
+    sample_unit = "intensity [0, 1]"
+    report_per_class = 300
+    export_dir = "synthetic_dicom"
+    export_format = "DICOM Secondary Capture (+ PNG previews)"
 
     def model_kwargs(self, run: "RunConfig") -> dict[str, Any]:
         return {"image_size": run.image_size}
@@ -153,6 +160,42 @@ class XrayModality(Modality):
         return export_synthetic_images(np.clip((samples + 1.0) / 2.0, 0.0, 1.0), labels, out, self.class_names,
                                        **extra)
 
+    def evaluation_settings(self, **overrides: Any) -> "EvaluationSettings":
+        # One classifier seed: a 2-D classifier on thousands of images costs about ten
+        # times a beat classifier, and a report trains five of them per seed.
+        return super().evaluation_settings(**{"classifier_seeds": (0,), **overrides})
+
+    def read_back(self, paths: Sequence[Path], *, image_size: int) -> "LabelledSet":
+        """The exported DICOM files (not the PNG previews); the class is the parent folder's name."""
+        from medgan_core.data.labelled import LabelledSet
+        from medgan_core.data.xray import read_xray
+
+        dicoms = [Path(p) for p in paths if Path(p).suffix.lower() == ".dcm"]
+        if not dicoms:
+            raise FileNotFoundError(f"no exported DICOM file among {len(paths)} paths")
+        images = np.stack([read_xray(path, size=image_size) for path in dicoms])
+        labels = [self.class_names.index(path.parent.name) for path in dicoms]
+        return LabelledSet(torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1), torch.tensor(labels).long())
+
+    def evaluation_data(self, run: "RunConfig") -> tuple[list["LabelledSet"], "LabelledSet"]:
+        from medgan_core.data.labelled import LabelledSet
+
+        images, labels, patients, _ = _xray_folder(run.data_root, run.image_size)
+        patients = [str(p) for p in patients]
+        every = LabelledSet(torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1),
+                            torch.from_numpy(np.asarray(labels)).long(), tuple(patients))
+        groups = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed)
+        return [every.take(group) for group in groups[:-1]], every.take(groups[-1])
+
+    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
+        from medgan_core.plots import plot_image_grid
+
+        def intensities(data: "LabelledSet") -> np.ndarray:
+            return np.clip((data.samples[:, 0].numpy() + 1.0) / 2.0, 0.0, 1.0)
+
+        return plot_image_grid(intensities(real), real.labels.numpy(), intensities(synthetic),
+                               synthetic.labels.numpy(), self.class_names, out_dir / "real_vs_synthetic_xrays.png",
+                               seed=seed)
 
 def _subset(data: "SiteData", indices: np.ndarray) -> "SiteData":
     from medgan_core.data.site_data import SiteData

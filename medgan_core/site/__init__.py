@@ -10,9 +10,6 @@ The Flower ClientApp only unpacks a message, calls :func:`train_round` or
 * :mod:`.rounds`: :func:`train_round`, :func:`evaluate_round`, :func:`patient_feasibility`.
 """
 
-from medgan_core.data.site_data import SiteData
-from medgan_core.modalities.xray import PatientShare, split_xray_patients, xray_share_weights
-from medgan_core.models import build_gan
 from medgan_core.site.config import INSECURE_SEED_VARIABLE, SiteConfig
 from medgan_core.site.data import load_site_data, training_records
 from medgan_core.site.release import PATIENT_RELEASE_FILE, SIZE_RELEASE_FILE, SizeRelease
@@ -22,17 +19,12 @@ __all__ = [
     "INSECURE_SEED_VARIABLE",
     "NonPrivateRefused",
     "PATIENT_RELEASE_FILE",
-    "PatientShare",
     "SIZE_RELEASE_FILE",
     "SiteConfig",
-    "SiteData",
     "SizeRelease",
-    "build_gan",
     "evaluate_round",
     "load_site_data",
     "patient_feasibility",
-    "split_xray_patients",
     "train_round",
     "training_records",
-    "xray_share_weights",
 ]
