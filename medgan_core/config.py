@@ -17,6 +17,11 @@ from medgan_core.schema import Rule, coerce, finite_in, non_negative_int, one_of
 __all__ = ["RunConfig"]
 
 
+#: Opacus per-sample-gradient mode of every DP step unless a run says otherwise: "hooks"
+#: works for record- and patient-level DP ("ghost" only for record-level).
+DEFAULT_GRAD_SAMPLE_MODE = "hooks"
+
+
 @dataclass(frozen=True)
 class RunConfig:
     modality: str = "ecg"
@@ -47,7 +52,7 @@ class RunConfig:
     # at most this many of a sampled patient's records in that step.
     patients_per_step: int = 64
     records_per_patient: int = 2
-    grad_sample_mode: str = "hooks"
+    grad_sample_mode: str = DEFAULT_GRAD_SAMPLE_MODE
     seed: int = 42
     run_dir: str = "runs/ecg"
     data_root: str = "data/ecg"

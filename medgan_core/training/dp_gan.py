@@ -48,6 +48,7 @@ from torch import nn
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import DataLoader, TensorDataset
 
+from medgan_core.config import DEFAULT_GRAD_SAMPLE_MODE
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 from medgan_core.training import grad_samplers  # noqa: F401  (registers the faster Conv1d sampler)
@@ -92,7 +93,7 @@ class DPSettings:
 
     noise_multiplier: float
     max_grad_norm: float = 1.0
-    grad_sample_mode: str = "ghost"
+    grad_sample_mode: str = DEFAULT_GRAD_SAMPLE_MODE
 
 
 def train_local_gan(

@@ -51,6 +51,7 @@ import torch
 from opacus import GradSampleModule
 from torch import nn
 
+from medgan_core.config import DEFAULT_GRAD_SAMPLE_MODE
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 from medgan_core.training import steps
@@ -92,7 +93,7 @@ class PatientDPSettings:
     expected_patients_per_step: int
     records_per_patient: int
     max_grad_norm: float = 1.0
-    grad_sample_mode: str = "hooks"
+    grad_sample_mode: str = DEFAULT_GRAD_SAMPLE_MODE
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.noise_multiplier) and self.noise_multiplier >= 0):
