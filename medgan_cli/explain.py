@@ -41,7 +41,7 @@ def explain(args: argparse.Namespace) -> int:
     at_least_one("--lime-n", args.lime_n, "samples per class for LIME")
     methods = _methods(args.methods)
     run = load_run(args.run_dir, checkpoint=True)
-    from medgan_core.explain.run import explain_run, focus_rows, write_explanation
+    from medgan_core.explain import explain_run, focus_rows, write_explanation
     from medgan_core.modalities import get_modality
 
     explanation = explain_run(run_dir=args.run_dir, n_per_class=args.n, methods=methods, seed=args.seed,

@@ -28,7 +28,7 @@ from medgan_core.metrics.tstr import evaluate_classifier, train_classifier
 from medgan_core.modalities import Modality, get_modality
 from medgan_core.progress import track
 
-__all__ = ["Explanation", "explain_run", "write_explanation"]
+__all__ = ["Explanation", "explain_run", "explanation_markdown", "focus_rows", "write_explanation"]
 
 logger = logging.getLogger(__name__)
 
