@@ -12,7 +12,7 @@ import pytest
 from medgan_cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["simulate", "status", "report", "study", "compare", "generate", "audit", "privacy", "certs",
+COMMANDS = ["simulate", "status", "report", "study", "compare", "generate", "audit", "explain", "privacy", "certs",
             "coordinator", "site"]
 
 

@@ -109,6 +109,18 @@ class Modality(ABC):
         can read all of it, as the researcher-mode central audit needs)."""
 
     @abstractmethod
+    def attribution_regions(self, sample_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Named, disjoint regions of one sample in which ``medgan explain`` sums attribution mass.
+
+        Args:
+            sample_shape: One sample's shape, ``(C, ...)`` as the models see it.
+
+        Returns:
+            Region name -> boolean mask of ``sample_shape``, in reading order (for ECG the
+            beat's waves, for X-ray the lung fields); what they leave out is "rest".
+        """
+
+    @abstractmethod
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
                provenance: str | None = None) -> list[Path]:
         """Write synthetic samples (model units) as this modality's files; returns the paths."""

@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from medgan_core.data.site_data import SiteData
     from medgan_core.evaluation.settings import EvaluationSettings
 
-__all__ = ["EcgModality", "ecg_labelled_set"]
+__all__ = ["ECG_WAVE_WINDOWS_MS", "EcgModality", "ecg_labelled_set"]
+
+#: Named windows of a beat in ms relative to its R peak, [start, end), for attribution summaries.
+ECG_WAVE_WINDOWS_MS: dict[str, tuple[int, int]] = {
+    "P wave": (-200, -80),
+    "QRS": (-60, 60),
+    "ST segment": (60, 120),
+    "T wave": (120, 400),
+}
 
 
 def ecg_labelled_set(record_paths: Sequence[str | Path], patients: Sequence[str]) -> "LabelledSet":
@@ -92,6 +100,22 @@ class EcgModality(Modality):
     def simulation_data_missing(self, run: "RunConfig") -> list[str]:
         records = [r for group in run.site_record_groups() for r in group] + run.holdout_records.split()
         return [str(p) for p in run.record_paths(records) if not Path(f"{p}.hea").exists()]
+
+    def attribution_regions(self, sample_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        # Windows relative to the annotated R peak, which the reader puts at r_offset of the
+        # window (medgan_core.data.ecg), in ms at model_fs. Typical adult intervals: P wave
+        # 80-120 ms ending about 80 ms before R; QRS under 120 ms, wide (>= 120 ms) in a
+        # ventricular beat, whose late QRS then falls in "ST segment"; T wave up to ~400 ms.
+        config = EcgConfig()
+        length = sample_shape[-1]
+        regions = {}
+        for name, (start_ms, end_ms) in ECG_WAVE_WINDOWS_MS.items():
+            start = max(0, config.r_offset + round(start_ms * config.model_fs / 1000))
+            end = min(length, config.r_offset + round(end_ms * config.model_fs / 1000))
+            mask = np.zeros(sample_shape, dtype=bool)
+            mask[..., start:end] = True
+            regions[name] = mask
+        return regions
 
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
                provenance: str | None = None) -> list[Path]:

@@ -152,6 +152,28 @@ class XrayModality(Modality):
     def simulation_data_missing(self, run: "RunConfig") -> list[str]:
         return [] if Path(run.data_root).is_dir() else [run.data_root]
 
+    def attribution_regions(self, sample_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        # A frontal (PA/AP) film shows the patient's right lung on the image's left. The lung
+        # fields are taken as the central area (rows 15-85 %, columns 10-90 %) without the
+        # mediastinum (the middle 20 % of columns), halved into upper and lower zones; the
+        # images are centred chest films, not segmented, so these are coarse zones.
+        height, width = sample_shape[-2:]
+        rows = (round(0.15 * height), round(0.5 * height), round(0.85 * height))
+        cols = (round(0.1 * width), round(0.4 * width), round(0.6 * width), round(0.9 * width))
+        boxes = {
+            "right lung, upper": (rows[0], rows[1], cols[0], cols[1]),
+            "right lung, lower": (rows[1], rows[2], cols[0], cols[1]),
+            "left lung, upper": (rows[0], rows[1], cols[2], cols[3]),
+            "left lung, lower": (rows[1], rows[2], cols[2], cols[3]),
+            "mediastinum": (rows[0], rows[2], cols[1], cols[2]),
+        }
+        regions = {}
+        for name, (top, bottom, left, right) in boxes.items():
+            mask = np.zeros(sample_shape, dtype=bool)
+            mask[..., top:bottom, left:right] = True
+            regions[name] = mask
+        return regions
+
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
                provenance: str | None = None) -> list[Path]:
         from medgan_core.export.dicom_export import export_synthetic_images
