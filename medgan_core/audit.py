@@ -51,7 +51,7 @@ from medgan_core.models.state import load_gan_state
 from medgan_core.progress import track
 from medgan_core.site import SiteConfig, training_records
 from medgan_core.training.dp_gan import LocalTrainingConfig, train_local_gan
-from privacy.audit.attacks import available_attacks
+from privacy.audit.attacks import attacks_need, available_attacks
 from privacy.audit.runner import DEFAULT_ATTACKS, AttackAudit, audit_generator, audit_metrics, sample_generator
 from privacy.ledger import PrivacyLedger
 
@@ -231,7 +231,7 @@ def site_audit(
     gan = build_gan(run, len(data.class_names))
     load_gan_state(gan, weights)
     ref_syn = None
-    if "gan_leaks_calibrated" in attacks:
+    if attacks_need(attacks, "reference_synthetic"):
         reference_gan = train_reference_gan(run=run, records=pools.reference, labels=pools.reference_labels,
                                             steps=reference_steps, seed=seed)
         ref_syn = reference_synthetic(reference_gan, pools.reference_labels, n=n_synthetic, seed=seed)

@@ -107,6 +107,11 @@ class RunConfig:
             coerce(getattr(self, f.name), _RULES[f.name], where="run-config", key=f.name.replace("_", "-"))
         from medgan_core.models.registry import available_gans  # the registry imports models, not config
 
+        from medgan_core.modalities import available_modalities  # modalities type-check against this module
+
+        if self.modality not in available_modalities():  # the registry now, not a list frozen at import
+            raise ConfigError(f"run-config: modality = {self.modality!r} is invalid; use one of the registered "
+                              "modalities: " + ", ".join(available_modalities()))
         if self.model not in available_gans():
             raise ConfigError(f"run-config: model = {self.model!r} is not a registered GAN; use one of "
                               + ", ".join(available_gans()))
@@ -129,15 +134,9 @@ class RunConfig:
         return [Path(self.data_root) / r for r in records]
 
 
-def _modalities() -> tuple[str, ...]:
-    from medgan_core.modalities import available_modalities
-
-    return available_modalities()
-
-
 _TEXT = Rule(str)
 _RULES: dict[str, Rule] = {
-    "modality": Rule(str, lambda v: v in _modalities(), "one of the registered modalities: ecg, xray"),
+    "modality": _TEXT,  # checked against the registry in RunConfig.validate
     "model": _TEXT,
     "num_server_rounds": positive_int(10_000),
     "local_steps": positive_int(1_000_000),

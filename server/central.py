@@ -30,6 +30,7 @@ from medgan_core.errors import ConfigError
 from medgan_core.models import GanPair, build_gan
 from medgan_core.models.state import load_gan_state
 from medgan_core.modalities import get_modality
+from privacy.audit.attacks import attacks_need
 from privacy.audit.runner import audit_metrics, has_violation
 
 __all__ = ["AUDIT_QUERY", "CentralAudit", "central_audit_fn", "query_site_audits"]
@@ -88,7 +89,7 @@ class CentralAudit:
         return MetricRecord({k: v for k, v in metrics.items() if not math.isnan(v)})
 
     def _reference(self) -> GanPair | None:
-        if self._reference_gan is None and "gan_leaks_calibrated" in self.attacks:
+        if self._reference_gan is None and attacks_need(self.attacks, "reference_synthetic"):
             pools = audit_pools(self.run)
             self._reference_gan = train_reference_gan(run=self.run, records=pools.reference,
                                                       labels=pools.reference_labels, steps=self.reference_steps)

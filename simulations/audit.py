@@ -35,6 +35,7 @@ from medgan_core.models import GanPair, build_gan, initial_gan
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.run_dir import RunDirectory
 from medgan_core.site import SiteConfig, training_records
+from privacy.audit.attacks import attacks_need
 from privacy.audit.canaries import CanarySet
 from privacy.audit.plotting import plot_roc
 
@@ -139,7 +140,7 @@ def audit_run(
     names = parse_attacks(list(attacks) if attacks else run.audit_attacks)
     _check_manifest(run)
     steps = reference_steps or default_reference_steps(run)
-    reference = _reference_gan(run, steps, seed) if "gan_leaks_calibrated" in names else None
+    reference = _reference_gan(run, steps, seed) if attacks_need(names, "reference_synthetic") else None
     scopes = audit_federation(run=run, gan=gan, reference_gan=reference, attacks=names,
                               n_synthetic=n_synthetic, seed=seed)
     # The same audit of the federation's untrained initial model: how far from 0.5 an

@@ -16,11 +16,11 @@ from medgan_core.metrics.names import (
     FD,
     HOLDOUT_TO_TRAIN_RMSE,
     MACRO_F1,
-    SET_METRICS,
     SYNTHETIC_TO_TRAIN_RMSE,
     gain_key,
     metric,
 )
+from medgan_core.metrics.registry import set_metric_keys
 from medgan_core.modalities import Modality, get_modality
 
 __all__ = ["privacy_table_md", "refusals_md", "report_markdown"]
@@ -98,7 +98,7 @@ def _final_metrics_md(report: dict, modality: Modality) -> list[str]:
         lines += [f"Inception-v3 FID (user-supplied TorchScript model): {report['inception_fid']}.", ""]
     lines += ["| metric | " + " | ".join(f"{n} synthetic | {n} reference" for n in names) + " |",
               "|---|" + "---|---|" * len(names)]
-    for key in SET_METRICS:
+    for key in set_metric_keys():
         if names and all(key in final[n] for n in names):
             cells = " | ".join(f"{_fmt(final[n][key])} | {_fmt(ref.get(n, {}).get(key))}" for n in names)
             lines.append(f"| {metric(key).label_in(modality.sample_unit)} | {cells} |")

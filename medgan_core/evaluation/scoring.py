@@ -16,6 +16,7 @@ from medgan_core.metrics.encoder import Encoder
 from medgan_core.metrics.feature_space import feature_metrics
 from medgan_core.metrics.fidelity import nearest_neighbour_fidelity
 from medgan_core.metrics.names import HOLDOUT_TO_TRAIN_RMSE, SYNTHETIC_TO_TRAIN_RMSE
+from medgan_core.metrics.registry import registered_metric_scores
 from medgan_core.models.registry import GanPair
 
 if TYPE_CHECKING:
@@ -52,13 +53,15 @@ def score_against_real(candidate: LabelledSet, real: LabelledSet, *, modality: "
                        real_features: torch.Tensor | None = None) -> dict[str, float]:
     """Every set metric of one class's ``candidate`` samples (synthetic, or real for a
     reference) against ``real`` samples of that class: FD, PRDC, MMD^2 in the encoder's
-    features, then the sample-space metrics the modality supplies
-    (``Modality.sample_metrics``: nearest-real RMSE/MAE/PSNR/SSIM, DTW for signals)."""
+    features, the sample-space metrics the modality supplies (``Modality.sample_metrics``:
+    nearest-real RMSE/MAE/PSNR/SSIM, DTW for signals), then every registered metric that
+    applies to the modality (:func:`medgan_core.metrics.registry.register_metric`)."""
     if real_features is None:
         real_features = encoder.features(real.samples)
     scores = feature_metrics(real_features, encoder.features(candidate.samples), bandwidth=bandwidth,
                              nearest_k=settings.nearest_k)
     scores.update(modality.sample_metrics(candidate, real, settings=settings, seed=seed))
+    scores.update(registered_metric_scores(candidate, real, modality=modality.name, settings=settings, seed=seed))
     return scores
 
 

@@ -7,6 +7,8 @@
 * :mod:`.fidelity` - PSNR, SSIM and nearest-real-neighbour RMSE/MAE (read their caveats).
 * :mod:`.feature_space` - FD, PRDC and MMD^2 of two feature sets at once.
 * :mod:`.names` - the one key, label and unit of every metric.
+* :mod:`.registry` - metrics users add: one file with a :func:`register_metric` call, plus one
+  import line here (``from medgan_core.metrics import my_metric as _my_metric  # noqa: F401``).
 """
 
 from medgan_core.metrics.distribution import PRDC, median_heuristic_bandwidth, mmd2, prdc
@@ -35,6 +37,7 @@ from medgan_core.metrics.fidelity import (
     psnr,
     ssim,
 )
+from medgan_core.metrics.registry import register_metric, registered_metric_keys, set_metric_keys
 from medgan_core.metrics.frechet import (
     FeatureSums,
     FrechetDistance,
@@ -84,4 +87,8 @@ __all__ = [
     "feature_metrics",
     "psnr",
     "ssim",
+    # registry
+    "register_metric",
+    "registered_metric_keys",
+    "set_metric_keys",
 ]

@@ -2,6 +2,7 @@
 
 A value travels under exactly one key (``DTW_SYN_TO_REAL``, never ``dtw_mv`` in one table
 and ``dtw-syn-to-real`` in another); tables take their row labels from :data:`METRICS`.
+Metrics added with :func:`medgan_core.metrics.registry.register_metric` get their name here too.
 A unit of ``"sample"`` means the modality's sample unit (mV for ECG, intensity in [0, 1]
 for X-rays: ``Modality.sample_unit``), filled in by :meth:`MetricName.label`.
 """
@@ -14,7 +15,7 @@ __all__ = [
     "AUROC", "BALANCED_ACCURACY", "BALANCED_ACCURACY_STD", "COVERAGE", "DENSITY", "DTW_REAL_TO_SYN",
     "DTW_SYN_TO_REAL", "EXACT_COPIES", "FD", "HOLDOUT_TO_TRAIN_RMSE", "MACRO_F1", "MAE", "METRICS", "MMD2",
     "MetricName", "PRECISION", "PSNR", "RECALL", "RMSE", "SET_METRICS", "SSIM", "SYNTHETIC_TO_TRAIN_RMSE",
-    "gain_key", "metric",
+    "add_metric_name", "gain_key", "metric",
 ]
 
 # Set metrics in the domain encoder's feature space.
@@ -86,9 +87,21 @@ METRICS: dict[str, MetricName] = {m.key: m for m in (
     MetricName(MACRO_F1, "macro F1"),
 )}
 
-#: Per-class set metrics in table order (feature space, then sample space).
+#: Built-in per-class set metrics in table order (feature space, then sample space); with the
+#: registered ones: :func:`medgan_core.metrics.registry.set_metric_keys`.
 SET_METRICS: tuple[str, ...] = (FD, PRECISION, RECALL, DENSITY, COVERAGE, MMD2, DTW_SYN_TO_REAL, DTW_REAL_TO_SYN,
                                 RMSE, MAE, PSNR, SSIM)
+
+
+def add_metric_name(name: MetricName) -> None:
+    """Give a new metric its one key, label and unit (``register_metric`` calls this).
+
+    Raises:
+        ValueError: ``name.key`` is taken.
+    """
+    if name.key in METRICS:
+        raise ValueError(f"metric {name.key!r} is already registered; choose another key")
+    METRICS[name.key] = name
 
 
 def metric(key: str) -> MetricName:

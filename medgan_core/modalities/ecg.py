@@ -15,7 +15,7 @@ import torch
 from medgan_core.data.ecg import EcgConfig, find_records, load_ecg_records
 from medgan_core.data.splits import split_audit_patients
 from medgan_core.metrics.names import DTW_SYN_TO_REAL
-from medgan_core.modalities.base import Modality, SimulatedSite
+from medgan_core.modalities.base import Modality, SimulatedSite, register_modality
 
 if TYPE_CHECKING:
     from medgan_core.config import RunConfig
@@ -56,6 +56,7 @@ def ecg_labelled_set(record_paths: Sequence[str | Path], patients: Sequence[str]
     return LabelledSet.concat(parts)
 
 
+@register_modality
 class EcgModality(Modality):
     name = "ecg"
     class_names = EcgConfig().class_names

@@ -19,7 +19,7 @@ import torch
 from medgan_core.data.report import DataReport
 from medgan_core.data.splits import split_by_patient
 from medgan_core.errors import ConfigError
-from medgan_core.modalities.base import Modality, SimulatedSite
+from medgan_core.modalities.base import Modality, SimulatedSite, register_modality
 
 if TYPE_CHECKING:
     from medgan_core.config import RunConfig
@@ -94,6 +94,7 @@ def _xray_folder(root: str, image_size: int) -> tuple[np.ndarray, np.ndarray, li
     return load_xray_dataset(root, size=image_size)
 
 
+@register_modality
 class XrayModality(Modality):
     name = "xray"
     class_names = ("NORMAL", "PNEUMONIA")

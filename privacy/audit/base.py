@@ -8,10 +8,16 @@ ECG beats arrive as ``(N, L)`` (or ``(N, 1, L)``), chest X-rays as ``(N, H, W)``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["MembershipAttack", "as_flat_samples", "check_scores", "record_shape"]
+__all__ = ["ATTACK_INPUTS", "MembershipAttack", "as_flat_samples", "check_scores", "record_shape"]
+
+#: What an audit can build an attack from (keyword arguments of the attack's constructor):
+#: samples of the audited generator, real records disjoint from the candidates, samples of a
+#: reference generator trained without the candidates, and the audited discriminator's score.
+ATTACK_INPUTS: tuple[str, ...] = ("synthetic", "reference", "reference_synthetic", "discriminator_score")
 
 
 class MembershipAttack(ABC):
@@ -20,7 +26,14 @@ class MembershipAttack(ABC):
     Subclasses take everything they need (synthetic samples, a discriminator, a reference
     set) in their constructor, so that :meth:`score` is a pure function of the candidates
     and an audit can compare attacks on exactly the same candidate set.
+
+    Class attributes:
+        inputs: The :data:`ATTACK_INPUTS` the constructor takes; an audit passes exactly
+            these, and builds the costly ones (a reference generator) only when a chosen
+            attack names them.
     """
+
+    inputs: ClassVar[tuple[str, ...]] = ("synthetic",)
 
     @abstractmethod
     def score(self, candidates: np.ndarray) -> np.ndarray:

@@ -89,6 +89,8 @@ class DomiasAttack(MembershipAttack):
             a singular covariance) or has too few samples for a ``k``-dim KDE.
     """
 
+    inputs = ("synthetic", "reference")
+
     def __init__(
         self,
         *,

@@ -86,6 +86,8 @@ class GanLeaksCalibratedAttack(MembershipAttack):
         ValueError: if the two sample sets have different record sizes.
     """
 
+    inputs = ("synthetic", "reference_synthetic")
+
     def __init__(
         self, *, synthetic: np.ndarray, reference_synthetic: np.ndarray, chunk_size: int = 1024
     ) -> None:

@@ -30,6 +30,8 @@ class LoganAttack(MembershipAttack):
             scores; see :func:`torch_discriminator_score` to wrap a torch module.
     """
 
+    inputs = ("discriminator_score",)
+
     def __init__(self, *, discriminator_score: DiscriminatorScore) -> None:
         if not callable(discriminator_score):
             raise ValueError("discriminator_score must be a callable (N, ...) -> (N,)")

@@ -19,7 +19,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from privacy.audit.attacks import available_attacks, create_attack
+from privacy.audit.attacks import attack_inputs, available_attacks, create_attack
 from privacy.audit.logan import torch_discriminator_score
 from privacy.audit.metrics import AuditResult, evaluate_attack_scores, roc_curve
 from privacy.audit.one_run import VIOLATION, LowerBoundResult, compare_with_accountant, epsilon_lower_bound
@@ -37,14 +37,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ATTACKS: tuple[str, ...] = ("logan", "gan_leaks", "gan_leaks_calibrated", "domias")
 
-# What each built-in attack is built from; any other registered attack gets every input
-# (so its constructor should accept **kwargs it does not use).
-_INPUTS: dict[str, tuple[str, ...]] = {
-    "logan": ("discriminator_score",),
-    "gan_leaks": ("synthetic",),
-    "gan_leaks_calibrated": ("synthetic", "reference_synthetic"),
-    "domias": ("synthetic", "reference"),
-}
 # The ROC kept per attack: every point of the low-FPR end plus an even thinning of the rest.
 _ROC_HEAD, _ROC_POINTS = 100, 400
 
@@ -162,7 +154,7 @@ def audit_generator(
         reference: ``(R, ...)`` real records disjoint from both (DOMIAS's reference density).
         reference_labels: ``(R,)``.
         reference_synthetic: samples of a reference generator trained without any
-            candidate; required by ``gan_leaks_calibrated``.
+            candidate; required by attacks whose ``inputs`` name it (``gan_leaks_calibrated``).
         attacks: registry names to run.
         n_synthetic: samples drawn from ``gan``.
         seed: seed of sampling, bootstrap and the label-blind tie-break of the bound.
@@ -273,7 +265,7 @@ def _records(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.nd
 
 
 def _score(name: str, inputs: dict[str, Any], candidates: np.ndarray, gan: _Gan) -> np.ndarray:
-    needed = _INPUTS.get(name, tuple(inputs))
+    needed = attack_inputs(name)  # declared by the attack class
     missing = [k for k in needed if inputs.get(k) is None]
     if missing:
         raise ValueError(f"{name} needs {', '.join(missing)} (e.g. samples of a reference generator "
