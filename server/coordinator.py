@@ -1,4 +1,4 @@
-"""The coordinator: ``medgan coordinator start | register | run``.
+"""The coordinator: ``medgan coordinator start | register | run | status``.
 
 * ``start`` runs ``flower-superlink`` with TLS (``--ssl-*``) and SuperNode authentication
   (``--enable-supernode-auth``), keeps its state in a SQLite database so registered sites
@@ -7,10 +7,13 @@
 * ``run`` launches the Flower app on the federation (``flwr run APP medgan --stream``),
   streams the ServerApp's log, and prints each round's per-site record from the run
   directory. ``--resume`` continues the run directory's latest checkpoint.
+* ``status`` shows Flower's runs and sites and, with ``--run-dir``, the run's own record
+  (:mod:`server.deployment_status`).
 
 Everything Flower keeps for the coordinator (the ``medgan`` SuperLink connection in
 ``config.toml``, installed apps, the database) lives in ``--state-dir``; Flower finds it
-through ``FLWR_HOME``, so the user's own ``~/.flwr`` is never read or written.
+through ``FLWR_HOME``, so the user's own ``~/.flwr`` is never read or written
+(:mod:`server.coordinator_state`).
 
 In Flower 1.41 the Fleet, Control and Runtime APIs share one HTTPS port (``--port``).
 """
@@ -32,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medgan_core.errors import ConfigError
-from medgan_core.processes import console_script, flower_process_env
+from medgan_core.processes import console_script
+from server import deployment_status
+from server.coordinator_state import CONNECTION, SuperLinkUnavailable, flwr_env, flwr_json, remember_site, site_names
 
 __all__ = [
     "APP_PACKAGES",
@@ -49,7 +54,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CONNECTION = "medgan"
 # The packages the ServerApp and ClientApp import; the app shipped to sites holds only these.
 APP_PACKAGES = ("medgan_core", "privacy", "client", "server")
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -128,11 +132,6 @@ def write_connection(options: SuperLinkOptions) -> Path:
     superlink.setdefault("default", CONNECTION)
     path.write_text(tomli_w.dumps(config))
     return path
-
-
-def flwr_env(state_dir: Path) -> dict[str, str]:
-    """Environment for Flower processes of this coordinator."""
-    return flower_process_env((state_dir / "flwr").resolve())
 
 
 def register_site(public_key: Path, *, state_dir: Path, timeout: float = 120) -> int | None:
@@ -246,7 +245,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             logger.info("site %s: %s", key.stem,
                         f"registered as node {node_id}" if node_id else "already registered")
             if node_id:
-                _remember_site(options.state_dir, node_id, key.stem)
+                remember_site(options.state_dir, node_id, key.stem)
         logger.info("SuperLink ready on %s (connection %r, state %s)", options.address, CONNECTION, options.state_dir)
         code = process.wait()
         return 0 if stopping else code
@@ -284,7 +283,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             status = 1
             continue
         if node_id:
-            _remember_site(args.state_dir, node_id, key.stem)
+            remember_site(args.state_dir, node_id, key.stem)
         print(f"{key.stem}: " + (f"registered as node {node_id}" if node_id else "already registered"))
     return status
 
@@ -323,7 +322,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
     run_id = _follow(process)  # `flwr run --stream` returns when the run ends
     code = process.wait()
-    _print_rounds(run_dir, _site_names(args.state_dir))
+    _print_rounds(run_dir, site_names(args.state_dir))
     status = _run_status(run_id, args.state_dir) if run_id else "not started"
     logger.info("run %s: %s after %.0f s; run directory %s", run_id, status, time.monotonic() - started, run_dir)
     return code if status == "finished:completed" else (code or 1)
@@ -343,26 +342,10 @@ def _follow(process: subprocess.Popen) -> str | None:
 
 def _run_status(run_id: str, state_dir: Path) -> str:
     """``finished:completed``, ``finished:failed``, ... as ``flwr ls`` reports it."""
-    listed = subprocess.run([console_script("flwr"), "ls", CONNECTION, "--run-id", run_id, "--format", "json"],
-                            env=flwr_env(state_dir), capture_output=True, text=True, timeout=120)
     try:
-        runs = json.loads(listed.stdout[listed.stdout.index("{"):])["runs"]
-        return str(runs[0]["status"])
-    except (ValueError, KeyError, IndexError):
-        return f"unknown ({listed.stdout.strip()[-200:]})"
-
-
-def _remember_site(state_dir: Path, node_id: int, name: str) -> None:
-    """Keep node id -> site name (Flower's node list has no names) for the round summaries."""
-    path = state_dir / "sites.json"
-    names = json.loads(path.read_text()) if path.exists() else {}
-    names[str(node_id)] = name
-    path.write_text(json.dumps(names, indent=2))
-
-
-def _site_names(state_dir: Path) -> dict[str, str]:
-    path = state_dir / "sites.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+        return str(flwr_json(["ls", "--run-id", run_id], state_dir=state_dir, timeout=120)["runs"][0]["status"])
+    except (SuperLinkUnavailable, KeyError, IndexError) as error:
+        return f"unknown ({error})"
 
 
 def _epsilon(value: float | None) -> str:
@@ -384,7 +367,7 @@ def _print_rounds(run_dir: Path, names: dict[str, str]) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``medgan coordinator start|register|run``."""
+    """``medgan coordinator start|register|run|status``."""
     sub = parser.add_subparsers(dest="coordinator_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", type=Path, default=Path("coordinator"),
@@ -411,6 +394,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--resume", action="store_true", help="continue RUN_DIR from its latest checkpoint")
     run.add_argument("--app", type=Path, default=APP_DIR, help="the Flower app (default: this project)")
     run.set_defaults(coordinator_func=cmd_run)
+
+    status = sub.add_parser("status", parents=[common],
+                            help="runs and sites (flwr ls, flwr supernode ls); with --run-dir, rounds and epsilons")
+    deployment_status.add_arguments(status)
 
 
 def main(args: argparse.Namespace) -> int:
