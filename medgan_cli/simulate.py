@@ -57,7 +57,8 @@ def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool) 
     from medgan_core.run_dir import RunDirectory
     from simulations.audit import write_canary_manifest
     from simulations.federation import check_patient_level_feasible, run_federation
-    from simulations.report import refusal_summary, write_report
+    from medgan_core.run_history import refusal_summary
+    from simulations.report import write_report
 
     check_patient_level_feasible(run)  # before any run directory, ledger or release
     if run_dir.exists() and any(run_dir.iterdir()):

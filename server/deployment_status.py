@@ -8,13 +8,9 @@ Two views, neither of which recomputes anything:
   from ``<state-dir>/sites.json`` (written when ``medgan coordinator start|register``
   registers a site key).
 * With ``--run-dir``, the run's own: ``metrics.jsonl`` as the ServerApp's ``RunRecorder``
-  writes it, summarised like ``medgan status`` (:mod:`simulations.status`). Each site's
+  writes it, summarised as ``medgan status`` does (:mod:`medgan_core.run_history`). Each site's
   epsilon there is what the site reported in its last reply; the site's ledger, which is
   authoritative, is not on the coordinator machine.
-
-The run-dir view reuses the simulation's formatter, so this module (unlike the rest of
-``server/``, which is shipped to sites) imports :mod:`simulations`; the ServerApp never
-imports it.
 """
 
 from __future__ import annotations
@@ -26,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medgan_core.errors import ConfigError
+from medgan_core.run_history import format_history, history_summary, unit_text
 from server.coordinator_state import CONNECTION, SuperLinkUnavailable, connection_address, flwr_json, site_names
 
 __all__ = ["add_arguments", "deployment_status", "format_deployment_status", "main", "run_view"]
@@ -74,8 +71,6 @@ def run_view(run_dir: Path, names: dict[str, str]) -> dict[str, Any]:
     """
     from medgan_core.generate import load_run_config
     from medgan_core.run_dir import RunDirectory
-    from simulations.status import history_summary
-
     run = load_run_config(run_dir)
     directory = RunDirectory(run_dir)
     history = directory.read_metrics()
@@ -117,8 +112,6 @@ def _seconds(elapsed: object) -> str:
 
 
 def format_run_view(view: dict[str, Any]) -> list[str]:
-    from simulations.status import format_history, unit_text
-
     lines = [f"run directory {view['run_dir']}: {view['last_round']['round'] or 0} of {view['rounds_planned']} "
              f"rounds done ({view['rounds_recorded']} recorded), last checkpoint {view['last_checkpoint'] or 'none'}, "
              f"DP {'on' if view['dp_enabled'] else 'OFF (non-private)'}, per {unit_text(view['unit'])} "

@@ -46,10 +46,11 @@ from medgan_core.models.state import load_gan_state
 from medgan_core.plots import plot_curves
 from medgan_core.progress import track
 from medgan_core.run_dir import RunDirectory, simulated_sites_root
+from medgan_core.run_history import refusal_summary
 from privacy.ledger import PrivacyLedger
 from simulations.report_markdown import privacy_table_md, refusals_md, report_markdown
 
-__all__ = ["ENCODER_FILE", "privacy_table_md", "refusal_summary", "refusals_md", "run_training_sets",
+__all__ = ["ENCODER_FILE", "privacy_table_md", "refusals_md", "run_training_sets",
            "single_threaded", "site_privacy_summary", "write_report"]
 
 logger = logging.getLogger(__name__)
@@ -76,20 +77,6 @@ def site_privacy_summary(run: RunConfig) -> dict[str, dict]:
             "steps": sum(e.steps for e in ledger.entries),
         }
     return summary
-
-
-def refusal_summary(history: list[dict]) -> dict:
-    """Refusals in ``metrics.jsonl``: total, by fixed code, and per round."""
-    by_code: dict[str, int] = {}
-    rounds = []
-    for h in history:
-        codes = [str(reason).split(": ")[0] for reason in (h.get("refusals") or {}).values()]
-        for code in codes:
-            by_code[code] = by_code.get(code, 0) + 1
-        if codes:
-            rounds.append({"round": h["round"], "refused": len(codes), "trained": h.get("trained", 0),
-                           "codes": sorted(set(codes))})
-    return {"total": sum(by_code.values()), "by_code": by_code, "rounds": rounds}
 
 
 def run_training_sets(run: RunConfig) -> tuple[list[LabelledSet], LabelledSet]:

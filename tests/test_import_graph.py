@@ -133,6 +133,15 @@ def test_medgan_core_imports_neither_flower_nor_the_layers_above_it():
     assert {m: i for m, i in offenders.items() if i} == {}
 
 
+def test_the_shipped_apps_import_neither_simulations_nor_the_cli():
+    # client/ and server/ are shipped to sites and the coordinator in the app bundle;
+    # simulations/ and medgan_cli/ are not.
+    _, everything = _graph()
+    offenders = {m: sorted(i for i in imported if _within(i, ("simulations", "medgan_cli")))
+                 for m, imported in everything.items() if _within(m, ("client", "server"))}
+    assert {m: i for m, i in offenders.items() if i} == {}
+
+
 def test_function_level_imports_count_and_type_checking_ones_do_not(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import medgan_core.audit\n"
