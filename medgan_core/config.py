@@ -69,6 +69,8 @@ class RunConfig:
     audit_attacks: str = "logan gan_leaks gan_leaks_calibrated domias"
     canaries: int = 0
     image_size: int = 64
+    # Multi-lead ECG only: the leads each sample holds, space-separated ("" = all 12).
+    leads: str = ""
     # A run directory whose latest checkpoint this run continues from ("" = start fresh).
     resume_from: str = ""
 
@@ -137,7 +139,7 @@ def _modalities() -> tuple[str, ...]:
 
 _TEXT = Rule(str)
 _RULES: dict[str, Rule] = {
-    "modality": Rule(str, lambda v: v in _modalities(), "one of the registered modalities: ecg, xray"),
+    "modality": Rule(str, lambda v: v in _modalities(), "one of the registered modalities: ecg, ecg12, xray"),
     "model": _TEXT,
     "num_server_rounds": positive_int(10_000),
     "local_steps": positive_int(1_000_000),
@@ -170,5 +172,6 @@ _RULES: dict[str, Rule] = {
     "audit_attacks": _TEXT,
     "canaries": non_negative_int(100_000),
     "image_size": Rule(int, lambda v: v in (32, 64, 128), "32, 64 or 128"),
+    "leads": _TEXT,
     "resume_from": _TEXT,
 }
