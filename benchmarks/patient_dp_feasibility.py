@@ -3,27 +3,30 @@
 For each site size, the noise multiplier that reaches the target epsilon with patient-level
 DP-SGD (``m`` expected patients per step, ``q = m / P``) and the noise-to-signal ratio
 ``sigma / m`` against the feasibility limit of ``privacy/feasibility.py``. Defaults: the
-bundled federation (4 rounds x 200 steps, epsilon 10, delta 1e-5) with ``m = 64``, the
-record-level batch size. Pure accounting: a few seconds per row, no data, no training.
+run's defaults (``RunConfig()``: ``num-server-rounds`` x ``local-steps``, ``m`` =
+``patients-per-step``) at epsilon 10, delta 1e-5. Pure accounting (Opacus's RDP accountant,
+``privacy/accounting.py``): a few seconds per row, no data, no training.
 
-    .venv/bin/python benchmarks/patient_dp_feasibility.py --patients 3 10 30 100 300 1000 3000
+    .venv/bin/python benchmarks/patient_dp_feasibility.py --patients 20 50 100 300 1000 3000 10000
 """
 
 from __future__ import annotations
 
 import argparse
 
+from medgan_core.config import RunConfig
 from privacy.feasibility import MAX_NOISE_TO_SIGNAL, feasibility_table, format_feasibility_table
 
 
 def main() -> None:
+    run = RunConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--patients", type=int, nargs="+", default=[3, 10, 30, 100, 300, 1000, 3000])
-    parser.add_argument("--patients-per-step", type=int, default=64, help="m, expected patients per step")
-    parser.add_argument("--local-steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--epsilon", type=float, default=10.0)
-    parser.add_argument("--delta", type=float, default=1e-5)
+    parser.add_argument("--patients", type=int, nargs="+", default=[20, 50, 100, 300, 1000, 3000, 10000])
+    parser.add_argument("--patients-per-step", type=int, default=run.patients_per_step, help="m, expected patients per step")
+    parser.add_argument("--local-steps", type=int, default=run.local_steps)
+    parser.add_argument("--rounds", type=int, default=run.num_server_rounds)
+    parser.add_argument("--epsilon", type=float, default=run.target_epsilon)
+    parser.add_argument("--delta", type=float, default=run.target_delta)
     args = parser.parse_args()
     rows = feasibility_table(patient_counts=args.patients, expected_patients_per_step=args.patients_per_step,
                              local_steps=args.local_steps, rounds=args.rounds, target_epsilon=args.epsilon,

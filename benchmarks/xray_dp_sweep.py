@@ -63,7 +63,7 @@ def run_once(run: RunConfig, *, threads: int) -> tuple[float, float, np.ndarray,
     test_y = torch.from_numpy(np.asarray(labels)[holdout]).long()
     scores = []
     for classifier_seed in (0, 1):
-        model = train_classifier(torch.from_numpy(synthetic).float().unsqueeze(1),
+        model = train_classifier(torch.from_numpy(synthetic).float(),
                                  torch.from_numpy(synthetic_labels).long(), num_classes=2, epochs=8,
                                  seed=classifier_seed)
         outcome = evaluate_classifier(model, test_x, test_y)

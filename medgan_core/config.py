@@ -69,6 +69,8 @@ class RunConfig:
     audit_attacks: str = "logan gan_leaks gan_leaks_calibrated domias"
     canaries: int = 0
     image_size: int = 64
+    # Multi-lead ECG only: the leads each sample holds, space-separated ("" = all 12).
+    leads: str = ""
     # A run directory whose latest checkpoint this run continues from ("" = start fresh).
     resume_from: str = ""
 
@@ -169,5 +171,6 @@ _RULES: dict[str, Rule] = {
     "audit_attacks": _TEXT,
     "canaries": non_negative_int(100_000),
     "image_size": Rule(int, lambda v: v in (32, 64, 128), "32, 64 or 128"),
+    "leads": _TEXT,
     "resume_from": _TEXT,
 }

@@ -72,7 +72,7 @@ def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt", *, run: Run
 
 def sample_per_class(gan: GanPair, n_per_class: int, *, seed: int = 0, batch: int = 512
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``n_per_class`` samples of every class: arrays (N, ...) in model units and (N,) labels."""
+    """``n_per_class`` samples of every class: arrays (N, C, ...) in model units and (N,) labels."""
     rng = torch.Generator().manual_seed(seed)
     labels = torch.arange(gan.num_classes).repeat_interleave(n_per_class)
     outputs = []
@@ -81,4 +81,4 @@ def sample_per_class(gan: GanPair, n_per_class: int, *, seed: int = 0, batch: in
             y = labels[start:start + batch]
             z = torch.randn(len(y), gan.latent_dim, generator=rng)
             outputs.append(gan.generator(z, y))
-    return torch.cat(outputs).squeeze(1).numpy(), labels.numpy()
+    return torch.cat(outputs).numpy(), labels.numpy()

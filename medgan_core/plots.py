@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_beats_real_vs_synthetic", "plot_curves", "plot_image_grid"]
+__all__ = ["plot_beats_real_vs_synthetic", "plot_curves", "plot_image_grid", "plot_lead_means"]
 
 
 def plot_beats_real_vs_synthetic(real: np.ndarray, real_labels: np.ndarray, synthetic: np.ndarray,
@@ -36,6 +36,39 @@ def plot_beats_real_vs_synthetic(real: np.ndarray, real_labels: np.ndarray, synt
         ax.set_xlabel("s")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_lead_means(real: np.ndarray, real_labels: np.ndarray, synthetic: np.ndarray, synthetic_labels: np.ndarray,
+                    class_names: Sequence[str], lead_names: Sequence[str], path: Path, *, fs: float,
+                    to_mv: float) -> Path:
+    """One small panel per lead: the real (held-out) and synthetic mean beat of every class, in mV.
+
+    Args:
+        real, synthetic: (N, C, L) beats in model units; ``lead_names`` names the C leads.
+    """
+    columns = min(4, len(lead_names))
+    rows = -(-len(lead_names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.2 * rows), sharex=True, squeeze=False)
+    t = np.arange(real.shape[2]) / fs
+    for lead, name in enumerate(lead_names):
+        ax = axes[lead // columns, lead % columns]
+        for label, class_name in enumerate(class_names):
+            for data, labels, style, kind in ((real, real_labels, "-", "real"),
+                                              (synthetic, synthetic_labels, "--", "synthetic")):
+                chosen = labels == label
+                if chosen.any():
+                    ax.plot(t, data[chosen, lead].mean(0) * to_mv, style, color=f"C{label}", lw=1.1,
+                            label=f"{class_name} {kind} (n={int(chosen.sum())})")
+        ax.set_title(name, fontsize=9)
+    for ax in axes.flat[len(lead_names):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("mV")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

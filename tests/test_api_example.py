@@ -62,6 +62,6 @@ def test_api_example_trains_a_federation_and_writes_the_generators_beats_as_wfdb
         annotation = wfdb.rdann(str(record_path), "atr")
         assert record.fs == 360 and record.units == ["mV"] and record.sig_name == ["MLII"]
         assert annotation.symbol == [symbol] * per_class
-        expected = resample_poly(config.to_millivolts(beats[labels == index]), 360, config.model_fs, axis=1)
+        expected = resample_poly(config.to_millivolts(beats[labels == index, 0]), 360, config.model_fs, axis=1)
         # Stored as 16-bit integers at 1000 per mV: within half a microvolt.
         np.testing.assert_allclose(record.p_signal[:, 0], expected.reshape(-1), atol=5.1e-4)

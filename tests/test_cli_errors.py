@@ -20,7 +20,7 @@ from medgan_cli.main import main
     ("max-grad-norm=inf", r"max-grad-norm = .*inf.* is invalid"),
     ("batch-size=0", r"batch-size = 0 is invalid; use a whole number from 1"),
     ("model='dcgan9d'", r"model = 'dcgan9d' is not a registered GAN; use one of .*dcgan1d"),
-    ("modality='mri'", r"modality = 'mri' is invalid; use one of the registered modalities: ecg, xray"),
+    ("modality='mri'", r"modality = 'mri' is invalid; use one of the registered modalities: ecg, ecg12, xray"),
 ])
 def test_bad_run_config_is_one_clear_line_and_writes_nothing(tmp_path, override, message):
     run_dir = tmp_path / "run"

@@ -31,7 +31,7 @@ def test_no_modality_branch_outside_the_modality_implementations():
 
 
 def test_an_unknown_modality_names_the_known_ones():
-    with pytest.raises(ConfigError, match="unknown modality 'mri'; use one of ecg, xray"):
+    with pytest.raises(ConfigError, match="unknown modality 'mri'; use one of ecg, ecg12, xray"):
         get_modality("mri")
 
 

@@ -49,7 +49,7 @@ def main(out_dir: str | Path) -> list[Path]:
 
     # 3. Generate: the global generator of the last round, then a few beats per class.
     gan, run = load_run_gan(run.run_dir)
-    beats, labels = sample_per_class(gan, BEATS_PER_CLASS, seed=0)  # (2 * 5, 128) model units, (10,)
+    beats, labels = sample_per_class(gan, BEATS_PER_CLASS, seed=0)  # (2 * 5, 1, 128) model units, (10,)
 
     # 4. Export: one WFDB record per class, in mV at 360 Hz, an .atr annotation per beat.
     written = write_synthetic_wfdb(beats, labels, out_dir / "synthetic_wfdb", config=EcgConfig())

@@ -274,6 +274,14 @@ def mean_nn_dtw(
 
 def dtw_metrics(synthetic: torch.Tensor, real: torch.Tensor, *, radius: int, scale: float = 1.0
                 ) -> dict[str, float]:
-    """Mean nearest-neighbour DTW (banded) both ways between signal sets (N, 1, L), in physical units."""
-    result = mean_nn_dtw(synthetic[:, 0], real[:, 0], window=int(radius))
-    return {DTW_SYN_TO_REAL: result.synthetic_to_real * scale, DTW_REAL_TO_SYN: result.real_to_synthetic * scale}
+    """Mean nearest-neighbour DTW (banded) both ways between signal sets (N, C, L), in physical units.
+
+    With C > 1 leads this is per-lead (independent) DTW: each lead's mean nearest-neighbour
+    distances, averaged over the leads. With one lead it is that lead's.
+    """
+    if synthetic.ndim != 3 or real.ndim != 3 or synthetic.shape[1] != real.shape[1]:
+        raise ValueError(f"need signal sets (N, C, L) with the same C, got {tuple(synthetic.shape)} and "
+                         f"{tuple(real.shape)}")
+    per_lead = [mean_nn_dtw(synthetic[:, c], real[:, c], window=int(radius)) for c in range(synthetic.shape[1])]
+    return {DTW_SYN_TO_REAL: float(np.mean([r.synthetic_to_real for r in per_lead])) * scale,
+            DTW_REAL_TO_SYN: float(np.mean([r.real_to_synthetic for r in per_lead])) * scale}

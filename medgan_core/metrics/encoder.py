@@ -45,8 +45,8 @@ _IMAGE_BINS = 4
 class EncoderConfig:
     """Everything needed to rebuild an :class:`Encoder` (saved next to its weights)."""
 
-    modality: str  # "ecg" (B, 1, L) or "image" (B, 1, H, W)
-    input_shape: tuple[int, ...]  # per-sample shape seen in training, e.g. (1, 128)
+    modality: str  # "ecg" (B, C, L), C leads, or "image" (B, 1, H, W)
+    input_shape: tuple[int, ...]  # per-sample shape seen in training, e.g. (1, 128) or (12, 128)
     num_classes: int
     feature_dim: int = 64
     width: int = 16  # channels of the first convolution; doubled per stage
@@ -64,9 +64,9 @@ def _conv_block(conv: type[nn.Module], c_in: int, c_out: int, kernel: int) -> nn
     )
 
 
-def _ecg_backbone(width: int) -> tuple[nn.Module, int]:
+def _ecg_backbone(width: int, channels: int = 1) -> tuple[nn.Module, int]:
     layers = nn.Sequential(
-        _conv_block(nn.Conv1d, 1, width, 7),  # (B, w, L/2)
+        _conv_block(nn.Conv1d, channels, width, 7),  # (B, C, L) -> (B, w, L/2)
         _conv_block(nn.Conv1d, width, 2 * width, 5),  # (B, 2w, L/4)
         _conv_block(nn.Conv1d, 2 * width, 4 * width, 5),  # (B, 4w, L/8)
         nn.AdaptiveAvgPool1d(_ECG_BINS),  # (B, 4w, 16)
@@ -75,9 +75,9 @@ def _ecg_backbone(width: int) -> tuple[nn.Module, int]:
     return layers, 4 * width * _ECG_BINS
 
 
-def _image_backbone(width: int) -> tuple[nn.Module, int]:
+def _image_backbone(width: int, channels: int = 1) -> tuple[nn.Module, int]:
     layers = nn.Sequential(
-        _conv_block(nn.Conv2d, 1, width, 3),  # (B, w, H/2, W/2)
+        _conv_block(nn.Conv2d, channels, width, 3),  # (B, w, H/2, W/2)
         _conv_block(nn.Conv2d, width, 2 * width, 3),  # (B, 2w, H/4, W/4)
         _conv_block(nn.Conv2d, 2 * width, 4 * width, 3),  # (B, 4w, H/8, W/8)
         _conv_block(nn.Conv2d, 4 * width, 4 * width, 3),  # (B, 4w, H/16, W/16)
@@ -96,7 +96,7 @@ class Encoder(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        backbone, channels = _BACKBONES[config.modality][0](config.width)
+        backbone, channels = _BACKBONES[config.modality][0](config.width, config.input_shape[0])
         self.backbone = nn.Sequential(backbone, nn.Linear(channels, config.feature_dim))
         self.head = nn.Sequential(nn.GELU(), nn.Linear(config.feature_dim, config.num_classes))
 
@@ -145,10 +145,10 @@ def build_encoder(config: EncoderConfig) -> Encoder:
             f"modality={config.modality!r} is unknown; choose one of {sorted(_BACKBONES)}."
         )
     ndim = _BACKBONES[config.modality][1]
-    if len(config.input_shape) != ndim or config.input_shape[0] != 1:
+    if len(config.input_shape) != ndim or config.input_shape[0] < 1:
         raise ValueError(
             f"{config.modality} encoder expects samples of shape "
-            f"{'(1, L)' if ndim == 2 else '(1, H, W)'}, got {config.input_shape}."
+            f"{'(C, L)' if ndim == 2 else '(C, H, W)'}, got {config.input_shape}."
         )
     if config.num_classes < 2:
         raise ValueError(f"num_classes={config.num_classes}: need at least 2 classes to train.")
@@ -192,7 +192,7 @@ def train_encoder(
     """Train a class classifier on real training data and return it as a feature encoder.
 
     Args:
-        x: Real training samples, (N, 1, L) for ``"ecg"`` or (N, 1, H, W) for ``"image"``.
+        x: Real training samples, (N, C, L) for ``"ecg"`` or (N, C, H, W) for ``"image"``.
         y: Integer class labels (N,) in ``0 .. num_classes-1``.
         modality: ``"ecg"`` or ``"image"``.
         epochs: Passes over the data.

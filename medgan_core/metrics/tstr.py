@@ -16,14 +16,14 @@ __all__ = ["ClassifierScores", "SmallClassifier", "evaluate_classifier", "train_
 
 
 class SmallClassifier(nn.Module):
-    """A small CNN for (B, 1, L) beats or (B, 1, H, W) images."""
+    """A small CNN for (B, C, L) beats of C leads or (B, C, H, W) images."""
 
-    def __init__(self, num_classes: int, spatial_dims: int = 1) -> None:
+    def __init__(self, num_classes: int, spatial_dims: int = 1, channels: int = 1) -> None:
         super().__init__()
         conv = nn.Conv1d if spatial_dims == 1 else nn.Conv2d
         pool = nn.AdaptiveAvgPool1d if spatial_dims == 1 else nn.AdaptiveAvgPool2d
         self.net = nn.Sequential(
-            conv(1, 16, 5, stride=2, padding=2), nn.ReLU(),
+            conv(channels, 16, 5, stride=2, padding=2), nn.ReLU(),
             conv(16, 32, 5, stride=2, padding=2), nn.ReLU(),
             conv(32, 32, 3, stride=2, padding=1), nn.ReLU(),
             pool(4), nn.Flatten(), nn.Linear(32 * 4 ** spatial_dims, num_classes),
@@ -48,7 +48,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, epoc
                      batch_size: int = 128, seed: int = 0) -> SmallClassifier:
     """Class-balanced training (inverse-frequency weights), so rare classes count."""
     torch.manual_seed(seed)
-    model = SmallClassifier(num_classes, spatial_dims=x.dim() - 2)
+    model = SmallClassifier(num_classes, spatial_dims=x.dim() - 2, channels=x.shape[1])
     counts = torch.bincount(y, minlength=num_classes).float().clamp(min=1)
     loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (num_classes * counts))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)

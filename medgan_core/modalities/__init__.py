@@ -12,6 +12,7 @@ from medgan_core.modalities.base import (
     register_modality,
 )
 from medgan_core.modalities import ecg as _ecg  # noqa: F401  (registers "ecg")
+from medgan_core.modalities import ecg12 as _ecg12  # noqa: F401  (registers "ecg12")
 from medgan_core.modalities import xray as _xray  # noqa: F401  (registers "xray")
 
 __all__ = ["Modality", "SimulatedSite", "available_modalities", "get_modality", "register_modality"]

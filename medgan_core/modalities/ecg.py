@@ -103,20 +103,8 @@ class EcgModality(Modality):
         return [str(p) for p in run.record_paths(records) if not Path(f"{p}.hea").exists()]
 
     def attribution_regions(self, sample_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-        # Windows relative to the annotated R peak, which the reader puts at r_offset of the
-        # window (medgan_core.data.ecg), in ms at model_fs. Typical adult intervals: P wave
-        # 80-120 ms ending about 80 ms before R; QRS under 120 ms, wide (>= 120 ms) in a
-        # ventricular beat, whose late QRS then falls in "ST segment"; T wave up to ~400 ms.
         config = EcgConfig()
-        length = sample_shape[-1]
-        regions = {}
-        for name, (start_ms, end_ms) in ECG_WAVE_WINDOWS_MS.items():
-            start = max(0, config.r_offset + round(start_ms * config.model_fs / 1000))
-            end = min(length, config.r_offset + round(end_ms * config.model_fs / 1000))
-            mask = np.zeros(sample_shape, dtype=bool)
-            mask[..., start:end] = True
-            regions[name] = mask
-        return regions
+        return wave_regions(sample_shape, r_offset=config.r_offset, model_fs=config.model_fs)
 
     def export(self, samples: np.ndarray, labels: np.ndarray, out: Path, *, fs: int | None = None,
                provenance: str | None = None) -> list[Path]:
@@ -156,3 +144,22 @@ class EcgModality(Modality):
                                             synthetic.samples[:, 0].numpy(), synthetic.labels.numpy(),
                                             self.class_names, out_dir / "real_vs_synthetic_beats.png",
                                             fs=config.model_fs, to_mv=config.amplitude_scale_mv, seed=seed)
+
+
+def wave_regions(sample_shape: tuple[int, ...], *, r_offset: int, model_fs: float) -> dict[str, np.ndarray]:
+    """Masks of the named waves (:data:`ECG_WAVE_WINDOWS_MS`) of beats whose R peak is at
+    ``r_offset`` of the window, sampled at ``model_fs``; every lead gets the same windows.
+
+    Typical adult intervals: P wave 80-120 ms ending about 80 ms before R; QRS under 120 ms,
+    wide (>= 120 ms) in a ventricular beat, whose late QRS then falls in "ST segment"; T wave
+    up to ~400 ms.
+    """
+    length = sample_shape[-1]
+    regions = {}
+    for name, (start_ms, end_ms) in ECG_WAVE_WINDOWS_MS.items():
+        start = max(0, r_offset + round(start_ms * model_fs / 1000))
+        end = min(length, r_offset + round(end_ms * model_fs / 1000))
+        mask = np.zeros(sample_shape, dtype=bool)
+        mask[..., start:end] = True
+        regions[name] = mask
+    return regions

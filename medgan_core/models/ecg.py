@@ -1,4 +1,4 @@
-"""Conditional 1-D DCGAN for single-lead heartbeats.
+"""Conditional 1-D DCGAN for heartbeats of one lead or ``channels`` leads.
 
 The discriminator has no BatchNorm (it would mix samples in a batch, breaking per-sample
 gradients and DP-SGD's sensitivity argument) and is small and strided so that Opacus's
@@ -22,6 +22,7 @@ class EcgGanConfig:
     latent_dim: int = 32
     num_classes: int = 2
     beat_length: int = 128  # must be 16 * 2**k: the generator upsamples from 16
+    channels: int = 1  # leads: generator output and discriminator input channels
     generator_width: int = 64
     discriminator_width: int = 32
     # "transpose": ConvTranspose1d + BatchNorm (classic DCGAN); "nearest": nearest
@@ -54,13 +55,13 @@ class Generator1D(nn.Module):
             blocks.append(nn.ReLU(inplace=True))
             channels, length = out_channels, length * 2
         self.upsample = nn.Sequential(*blocks)
-        self.to_signal = nn.Conv1d(channels, 1, kernel_size=7, padding=3)
+        self.to_signal = nn.Conv1d(channels, config.channels, kernel_size=7, padding=3)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = torch.cat([z, self.class_embedding(labels)], dim=1)  # (B, 2*latent)
         h = self.project(h).view(z.shape[0], -1, 16)  # (B, 2W, 16)
         h = self.upsample(torch.relu(h))  # (B, C, L)
-        return torch.tanh(self.to_signal(h))  # (B, 1, L)
+        return torch.tanh(self.to_signal(h))  # (B, leads, L)
 
 
 class Discriminator1D(nn.Module):
@@ -70,7 +71,7 @@ class Discriminator1D(nn.Module):
         super().__init__()
         width = config.discriminator_width
         self.features = nn.Sequential(
-            nn.Conv1d(1, width, kernel_size=7, stride=2, padding=3),  # (B, W, L/2)
+            nn.Conv1d(config.channels, width, kernel_size=7, stride=2, padding=3),  # (B, leads, L) -> (B, W, L/2)
             nn.LeakyReLU(0.2),
             nn.Conv1d(width, width * 2, kernel_size=5, stride=2, padding=2),  # (B, 2W, L/4)
             nn.LeakyReLU(0.2),

@@ -91,16 +91,16 @@ class AttackAudit:
 
 
 def sample_generator(gan: _Gan, labels: np.ndarray, *, seed: int, batch: int = 512) -> np.ndarray:
-    """Samples of ``gan.generator`` for the given class labels, channel axis dropped.
+    """Samples of ``gan.generator`` for the given class labels, channel axis kept.
 
     Args:
-        gan: object with ``generator`` (``(z, y) -> (B, 1, ...)``) and ``latent_dim``.
+        gan: object with ``generator`` (``(z, y) -> (B, C, ...)``) and ``latent_dim``.
         labels: ``(N,)`` class index per sample.
         seed: seed of the latent draws.
         batch: samples per forward pass.
 
     Returns:
-        ``(N, ...)`` float32 samples in model units.
+        ``(N, C, ...)`` float32 samples in model units.
     """
     import torch
 
@@ -116,7 +116,7 @@ def sample_generator(gan: _Gan, labels: np.ndarray, *, seed: int, batch: int = 5
                 outputs.append(gan.generator(torch.randn(len(y), gan.latent_dim, generator=rng), y))
     finally:
         gan.generator.train(was_training)
-    return torch.cat(outputs).squeeze(1).numpy()
+    return torch.cat(outputs).numpy()
 
 
 def audit_generator(
@@ -183,22 +183,27 @@ def audit_generator(
                          f"{', '.join(available_attacks())}")
     if randomized_inclusion and delta is None:
         raise ValueError("randomized_inclusion needs delta (the accountant's delta) for the lower bound")
-    x1, y1 = _records(members, member_labels, "members")
-    x0, y0 = _records(non_members, non_member_labels, "non_members")
-    xr, yr = _records(reference, reference_labels, "reference")
+    rng = np.random.default_rng(seed)
+    _, yr = _records(reference, reference_labels, "reference", None)
+    classes, counts = np.unique(yr, return_counts=True)
+    synthetic_labels = rng.choice(classes, n_synthetic, p=counts / counts.sum())
+    synthetic = sample_generator(gan, synthetic_labels, seed=seed)  # (N, C, ...): the generator's layout
+    x1, y1 = _records(members, member_labels, "members", synthetic.shape[1:])
+    x0, y0 = _records(non_members, non_member_labels, "non_members", synthetic.shape[1:])
+    xr, yr = _records(reference, reference_labels, "reference", synthetic.shape[1:])
+    if reference_synthetic is not None:
+        reference_synthetic, _ = _records(reference_synthetic, np.zeros(len(reference_synthetic)),
+                                          "reference_synthetic", synthetic.shape[1:])
     candidates = np.concatenate([x1, x0])  # (N1 + N0, ...)
     candidate_labels = np.concatenate([y1, y0])
     is_member = np.r_[np.ones(len(x1), bool), np.zeros(len(x0), bool)]
 
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(yr, return_counts=True)
-    synthetic_labels = rng.choice(classes, n_synthetic, p=counts / counts.sum())
-    synthetic = sample_generator(gan, synthetic_labels, seed=seed)
     inputs: dict[str, Any] = {
         "synthetic": synthetic,
         "reference": xr,
         "reference_synthetic": reference_synthetic,
-        "discriminator_score": torch_discriminator_score(gan.discriminator, labels=candidate_labels),
+        "discriminator_score": torch_discriminator_score(gan.discriminator, labels=candidate_labels,
+                                                         add_channel_dim=False),
     }
     # A label-blind random order: the bound breaks score ties by index, and with members
     # listed first an index tie-break would peek at membership.
@@ -253,14 +258,18 @@ def has_violation(audits: dict[str, AttackAudit]) -> bool:
     return any(a.violation for a in audits.values())
 
 
-def _records(x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _records(x: np.ndarray, y: np.ndarray, name: str, shape: tuple[int, ...] | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Records in the generator's layout ``(N, *shape)``: ``(N, C, ...)``, a missing
+    one-channel axis (``(N, L)`` beats, ``(N, H, W)`` images) inserted."""
     arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim >= 3 and arr.shape[1] == 1:
-        arr = arr[:, 0]  # (N, 1, ...) -> (N, ...): the attacks' and the generator's layout
+    if shape is not None and arr.shape[1:] != tuple(shape) and (1, *arr.shape[1:]) == tuple(shape):
+        arr = arr[:, None]
     labels = np.asarray(y).astype(np.int64)
-    if arr.ndim < 2 or len(arr) == 0 or labels.shape != (len(arr),):
-        raise ValueError(f"{name}: need records (N, ...) with N >= 1 and labels (N,), "
-                         f"got {arr.shape} and {labels.shape}")
+    if (arr.ndim < 2 or len(arr) == 0 or labels.shape != (len(arr),)
+            or (shape is not None and arr.shape[1:] != tuple(shape))):
+        raise ValueError(f"{name}: need records (N, ...) with N >= 1 in the generator's layout (N, "
+                         f"{', '.join(map(str, shape or ()))}) and labels (N,), got {arr.shape} and {labels.shape}")
     return arr, labels
 
 
