@@ -175,7 +175,7 @@ def test_a_modality_registered_by_decorator_is_accepted_by_the_run_config(scratc
 
 def test_an_unknown_modality_is_a_config_error_listing_the_registered_ones(scratch_modality):
     with pytest.raises(ConfigError, match=r"modality = 'mri' is invalid; use one of the registered modalities: "
-                                          r"ecg, xray, test-half-ecg"):
+                                          r"ecg, ecg12, xray, test-half-ecg"):
         RunConfig.from_mapping({"modality": "mri"})
 
 

@@ -85,10 +85,10 @@ def explain_run(*, run_dir: str | Path, n_per_class: int = 64, methods: tuple[st
     modality = get_modality(run.modality)
     classes = modality.class_names[:gan.num_classes]
     train_x, train_y = sample_per_class(gan, train_per_class, seed=seed)
-    classifier = train_classifier(torch.from_numpy(train_x).unsqueeze(1), torch.from_numpy(train_y).long(),
+    classifier = train_classifier(torch.from_numpy(train_x), torch.from_numpy(train_y).long(),
                                   num_classes=gan.num_classes, epochs=classifier_epochs, seed=seed)
     synthetic_x, synthetic_y = sample_per_class(gan, n_per_class, seed=seed + 1)
-    data_sets = {"synthetic": (torch.from_numpy(synthetic_x).unsqueeze(1), torch.from_numpy(synthetic_y).long())}
+    data_sets = {"synthetic": (torch.from_numpy(synthetic_x), torch.from_numpy(synthetic_y).long())}
     held_out = _held_out(modality, run, n_per_class=n_per_class, seed=seed)
     if held_out is not None:
         data_sets["held-out real"] = held_out
