@@ -188,7 +188,8 @@ def run_study(study: StudyConfig) -> dict:
         base = resolve_run_config(dict(study.overrides))
         sites, holdout = run_training_sets(base)
         train = LabelledSet.concat(sites)
-        encoder = load_or_train_encoder(study.out_dir / "encoder.pt", train.samples, train.labels, backbone="ecg",
+        encoder = load_or_train_encoder(study.out_dir / "encoder.pt", train.samples, train.labels,
+                                        backbone=get_modality(base.modality).encoder_backbone,
                                         epochs=study.encoder_epochs, seed=base.seed)
         bandwidth = feature_bandwidth(encoder, train)
         config = EcgConfig()

@@ -46,14 +46,14 @@ def _images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_ecg_encoder_learns_position_dependent_classes() -> None:
     x, y = _beats(600, seed=0)
     x_test, y_test = _beats(300, seed=1)
-    encoder = train_encoder(x, y, modality="ecg", epochs=3, seed=0)
+    encoder = train_encoder(x, y, backbone="signal", epochs=3, seed=0)
     accuracy = (encoder(x_test).argmax(dim=1) == y_test).float().mean().item()
     assert accuracy > 0.95
 
 
 def test_feature_distances_separate_classes_not_samples() -> None:
     x, y = _beats(600, seed=2)
-    encoder = train_encoder(x, y, modality="ecg", epochs=3, seed=0)
+    encoder = train_encoder(x, y, backbone="signal", epochs=3, seed=0)
     x_test, y_test = _beats(600, seed=3)
     feats = encoder.features(x_test).double()
     class0 = feats[y_test == 0]
@@ -68,16 +68,16 @@ def test_feature_distances_separate_classes_not_samples() -> None:
 def test_image_encoder_learns_left_versus_right() -> None:
     x, y = _images(160, seed=4)
     x_test, y_test = _images(100, seed=5)
-    encoder = train_encoder(x, y, modality="image", epochs=3, seed=0, feature_dim=32)
+    encoder = train_encoder(x, y, backbone="image", epochs=3, seed=0, feature_dim=32)
     assert encoder.features(x_test).shape == (100, 32)
     assert (encoder(x_test).argmax(dim=1) == y_test).float().mean().item() > 0.9
 
 
 def test_features_are_eval_mode_no_grad_and_seed_deterministic() -> None:
     x, y = _beats(200, seed=6)
-    first = train_encoder(x, y, modality="ecg", epochs=1, seed=7)
-    second = train_encoder(x, y, modality="ecg", epochs=1, seed=7)
-    other = train_encoder(x, y, modality="ecg", epochs=1, seed=8)
+    first = train_encoder(x, y, backbone="signal", epochs=1, seed=7)
+    second = train_encoder(x, y, backbone="signal", epochs=1, seed=7)
+    other = train_encoder(x, y, backbone="signal", epochs=1, seed=8)
     feats = first.features(x[:10])
     assert feats.shape == (10, 64) and not feats.requires_grad and not first.training
     torch.testing.assert_close(feats, second.features(x[:10]), rtol=0, atol=0)
@@ -89,13 +89,13 @@ def test_training_leaves_global_rng_untouched() -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    train_encoder(x, y, modality="ecg", epochs=1, seed=0)
+    train_encoder(x, y, backbone="signal", epochs=1, seed=0)
     torch.testing.assert_close(torch.rand(3), expected)
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
     x, y = _beats(100, seed=10)
-    encoder = train_encoder(x, y, modality="ecg", epochs=1, seed=0, feature_dim=16)
+    encoder = train_encoder(x, y, backbone="signal", epochs=1, seed=0, feature_dim=16)
     path = tmp_path / "encoders" / "ecg.pt"
     encoder.save(path)
     loaded = load_encoder(path)
@@ -113,14 +113,14 @@ def test_load_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_invalid_configurations_are_rejected() -> None:
-    with pytest.raises(ValueError, match="'ecg', 'image'"):
-        build_encoder(EncoderConfig(modality="eeg", input_shape=(1, 128), num_classes=2))
-    with pytest.raises(ValueError, match=r"\(1, H, W\)"):
-        build_encoder(EncoderConfig(modality="image", input_shape=(1, 128), num_classes=2))
+    with pytest.raises(ValueError, match="'image', 'signal'"):
+        build_encoder(EncoderConfig(backbone="eeg", input_shape=(1, 128), num_classes=2))
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        build_encoder(EncoderConfig(backbone="image", input_shape=(1, 128), num_classes=2))
     with pytest.raises(ValueError, match="at least 2 classes"):
         one_class = torch.zeros(8, dtype=torch.long)
-        train_encoder(torch.zeros(8, 1, 128), one_class, modality="ecg", epochs=1, seed=0)
+        train_encoder(torch.zeros(8, 1, 128), one_class, backbone="signal", epochs=1, seed=0)
     x, y = _beats(32, seed=11)
-    encoder = train_encoder(x, y, modality="ecg", epochs=1, seed=0)
+    encoder = train_encoder(x, y, backbone="signal", epochs=1, seed=0)
     with pytest.raises(ValueError, match="training shape"):
         encoder.features(torch.zeros(4, 1, 256))

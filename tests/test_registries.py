@@ -44,7 +44,7 @@ def test_a_registered_metric_is_scored_and_labelled(scratch_metric):
 
     ecg = get_modality("ecg")
     settings = ecg.evaluation_settings(dtw_samples=3)
-    encoder = build_encoder(EncoderConfig(modality="ecg", input_shape=(1, 32), num_classes=2))
+    encoder = build_encoder(EncoderConfig(backbone="signal", input_shape=(1, 32), num_classes=2))
     scores = score_against_real(_beats(0.1), _beats(0.0), modality=ecg, encoder=encoder, settings=settings,
                                 bandwidth=1.0, seed=0)
     # 0.1 model units apart everywhere = 0.1 * 5 mV.

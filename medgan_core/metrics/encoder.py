@@ -34,10 +34,12 @@ __all__ = ["Encoder", "EncoderConfig", "build_encoder", "load_encoder", "load_or
 logger = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
+# Encoders saved before the backbones were named by sample shape named them by modality.
+_LEGACY_BACKBONE_NAMES = {"ecg": "signal"}
 # Pool to a coarse grid, not to a single value: beats are R-peak aligned and X-rays are
 # roughly registered, so *where* a feature occurs (P wave before QRS, left vs right lung)
 # is diagnostic and global pooling would throw it away.
-_ECG_BINS = 16
+_SIGNAL_BINS = 16
 _IMAGE_BINS = 4
 
 
@@ -45,7 +47,7 @@ _IMAGE_BINS = 4
 class EncoderConfig:
     """Everything needed to rebuild an :class:`Encoder` (saved next to its weights)."""
 
-    modality: str  # "ecg" (B, C, L), C leads, or "image" (B, 1, H, W)
+    backbone: str  # "signal": (B, C, L), C leads; "image": (B, C, H, W)
     input_shape: tuple[int, ...]  # per-sample shape seen in training, e.g. (1, 128) or (12, 128)
     num_classes: int
     feature_dim: int = 64
@@ -64,15 +66,15 @@ def _conv_block(conv: type[nn.Module], c_in: int, c_out: int, kernel: int) -> nn
     )
 
 
-def _ecg_backbone(width: int, channels: int = 1) -> tuple[nn.Module, int]:
+def _signal_backbone(width: int, channels: int = 1) -> tuple[nn.Module, int]:
     layers = nn.Sequential(
         _conv_block(nn.Conv1d, channels, width, 7),  # (B, C, L) -> (B, w, L/2)
         _conv_block(nn.Conv1d, width, 2 * width, 5),  # (B, 2w, L/4)
         _conv_block(nn.Conv1d, 2 * width, 4 * width, 5),  # (B, 4w, L/8)
-        nn.AdaptiveAvgPool1d(_ECG_BINS),  # (B, 4w, 16)
+        nn.AdaptiveAvgPool1d(_SIGNAL_BINS),  # (B, 4w, 16)
         nn.Flatten(),  # (B, 4w * 16)
     )
-    return layers, 4 * width * _ECG_BINS
+    return layers, 4 * width * _SIGNAL_BINS
 
 
 def _image_backbone(width: int, channels: int = 1) -> tuple[nn.Module, int]:
@@ -87,7 +89,7 @@ def _image_backbone(width: int, channels: int = 1) -> tuple[nn.Module, int]:
     return layers, 4 * width * _IMAGE_BINS**2
 
 
-_BACKBONES = {"ecg": (_ecg_backbone, 2), "image": (_image_backbone, 3)}  # builder, sample ndim
+_BACKBONES = {"signal": (_signal_backbone, 2), "image": (_image_backbone, 3)}  # builder, sample ndim
 
 
 class Encoder(nn.Module):
@@ -96,7 +98,7 @@ class Encoder(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        backbone, channels = _BACKBONES[config.modality][0](config.width, config.input_shape[0])
+        backbone, channels = _BACKBONES[config.backbone][0](config.width, config.input_shape[0])
         self.backbone = nn.Sequential(backbone, nn.Linear(channels, config.feature_dim))
         self.head = nn.Sequential(nn.GELU(), nn.Linear(config.feature_dim, config.num_classes))
 
@@ -138,16 +140,16 @@ def build_encoder(config: EncoderConfig) -> Encoder:
     """Untrained encoder for ``config``.
 
     Raises:
-        ValueError: On an unknown modality or a shape that does not fit it.
+        ValueError: On an unknown backbone or a shape that does not fit it.
     """
-    if config.modality not in _BACKBONES:
+    if config.backbone not in _BACKBONES:
         raise ValueError(
-            f"modality={config.modality!r} is unknown; choose one of {sorted(_BACKBONES)}."
+            f"backbone={config.backbone!r} is unknown; choose one of {sorted(_BACKBONES)}."
         )
-    ndim = _BACKBONES[config.modality][1]
+    ndim = _BACKBONES[config.backbone][1]
     if len(config.input_shape) != ndim or config.input_shape[0] < 1:
         raise ValueError(
-            f"{config.modality} encoder expects samples of shape "
+            f"{config.backbone} encoder expects samples of shape "
             f"{'(C, L)' if ndim == 2 else '(C, H, W)'}, got {config.input_shape}."
         )
     if config.num_classes < 2:
@@ -172,6 +174,9 @@ def load_encoder(path: str | Path, *, map_location: str | torch.device = "cpu") 
     if not isinstance(payload, dict) or payload.get("format_version") != _FORMAT_VERSION:
         raise ValueError(f"{path} is not an encoder checkpoint (format_version {_FORMAT_VERSION}).")
     raw = dict(payload["config"])
+    if "modality" in raw:  # saved before backbones were named by shape, not by modality
+        legacy = raw.pop("modality")
+        raw["backbone"] = _LEGACY_BACKBONE_NAMES.get(legacy, legacy)
     raw["input_shape"] = tuple(raw["input_shape"])
     encoder = build_encoder(EncoderConfig(**raw))
     encoder.load_state_dict(payload["state_dict"])
@@ -182,7 +187,7 @@ def train_encoder(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    modality: str,
+    backbone: str,
     epochs: int,
     seed: int,
     feature_dim: int = 64,
@@ -192,9 +197,9 @@ def train_encoder(
     """Train a class classifier on real training data and return it as a feature encoder.
 
     Args:
-        x: Real training samples, (N, C, L) for ``"ecg"`` or (N, C, H, W) for ``"image"``.
+        x: Real training samples, (N, C, L) for ``"signal"`` or (N, C, H, W) for ``"image"``.
         y: Integer class labels (N,) in ``0 .. num_classes-1``.
-        modality: ``"ecg"`` or ``"image"``.
+        backbone: ``"signal"`` (1-D, any number of leads) or ``"image"``.
         epochs: Passes over the data.
         seed: Seeds initialisation and shuffling; the global RNG is left untouched.
         feature_dim: Width of the feature layer.
@@ -219,7 +224,7 @@ def train_encoder(
     x = x.detach().to("cpu", torch.float32)
     y = y.detach().to("cpu", torch.int64)
     config = EncoderConfig(
-        modality=modality, input_shape=tuple(x.shape[1:]), num_classes=int(y.max()) + 1,
+        backbone=backbone, input_shape=tuple(x.shape[1:]), num_classes=int(y.max()) + 1,
         feature_dim=feature_dim, input_mean=float(x.mean()), input_std=float(x.std()) or 1.0,
     )  # fmt: skip
     with torch.random.fork_rng(devices=[]):
@@ -252,7 +257,7 @@ def load_or_train_encoder(path: str | Path, samples: torch.Tensor, labels: torch
         path: The cache file.
         samples: Real training samples (N, 1, ...), used only when ``path`` is absent.
         labels: Their class indices (N,).
-        backbone: ``"ecg"`` or ``"image"`` (``Modality.encoder_backbone``).
+        backbone: ``"signal"`` or ``"image"`` (``Modality.encoder_backbone``).
         epochs: Training epochs, when training.
         seed: Training seed, when training.
     """
@@ -261,6 +266,6 @@ def load_or_train_encoder(path: str | Path, samples: torch.Tensor, labels: torch
         return load_encoder(path)
     logger.info("training the %s evaluation encoder on %d real training samples (%d epochs) -> %s",
                 backbone, len(labels), epochs, path)
-    encoder = train_encoder(samples, labels, modality=backbone, epochs=epochs, seed=seed)
+    encoder = train_encoder(samples, labels, backbone=backbone, epochs=epochs, seed=seed)
     encoder.save(path)
     return encoder

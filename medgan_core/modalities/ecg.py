@@ -62,7 +62,7 @@ class EcgModality(Modality):
     class_names = EcgConfig().class_names
     record_word = "beat"
     default_unit = "record"  # the bundled sites have 2-3 patients: too few for patient-level DP
-    encoder_backbone = "ecg"
+    encoder_backbone = "signal"
     physical_scale = EcgConfig().amplitude_scale_mv
     sample_unit = "mV"
     report_per_class = 500

@@ -104,7 +104,7 @@ class Ecg12Modality(Modality):
     record_word = "beat"
     # ~15 patients per site: patient-level DP cannot reach a useful epsilon (module docstring).
     default_unit = "record"
-    encoder_backbone = "ecg"
+    encoder_backbone = "signal"
     physical_scale = Ecg12Config().amplitude_scale_mv
     sample_unit = "mV"
     report_per_class = 200
