@@ -11,10 +11,14 @@ Who is a member, who is not, and what the reference is:
   configuration, non-members ``mitdb/114``, reference ``mitdb/116``. X-ray: a seeded split
   of the hold-out group's patients. Splitting by patient keeps the non-members
   independent of the reference.
-* **Canaries** (``canaries`` = m > 0, simulation only): m distinctive records crafted from
+* **Canaries** (``canaries`` = m > 0, simulation only): m distinctive canaries crafted from
   reference records (beats or images, :func:`privacy.audit.canaries.craft_canaries`), each
-  put into site 0's training data with probability 1/2. The canaries' sources are removed
-  from the reference pool, so no candidate is ever in the reference.
+  put into site 0's training data with probability 1/2. The canary follows the DP unit:
+  one record under record-level DP; under patient-level DP a whole synthetic patient of
+  ``records-per-patient`` records (one id, one coin), scored as the mean of its records'
+  scores, so the one-run bound is per patient, like the accountant's epsilon beside it.
+  The canaries' sources are removed from the reference pool, so no candidate is ever in
+  the reference.
   (:mod:`medgan_core.audit_pools` holds the pools and the canaries.)
 
 Attacks score records flattened to vectors (``privacy.audit``), so beats and images go
@@ -41,7 +45,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medgan_core.audit_pools import AuditPools, audit_pools, simulation_canaries, with_included_canaries
+from medgan_core.audit_pools import (
+    AuditPools,
+    audit_pools,
+    canary_records,
+    canary_unit,
+    simulation_canaries,
+    with_included_canaries,
+)
 from medgan_core.config import RunConfig
 from medgan_core.data.splits import split_audit_patients
 from medgan_core.errors import ConfigError
@@ -59,7 +70,9 @@ __all__ = [
     "AuditPools",
     "audit_federation",
     "audit_pools",
+    "canary_records",
     "canary_scope",
+    "canary_unit",
     "default_reference_steps",
     "parse_attacks",
     "reference_synthetic",
@@ -191,11 +204,16 @@ def audit_federation(
     if pools.canaries is not None:
         c = pools.canaries
         epsilon, delta = site_accountant_epsilon(run, 0)
-        logger.info("audit canaries: %d included vs %d excluded (site 0)", int(c.included.sum()),
-                    int((~c.included).sum()))
+        inc = c.record_included
+        logger.info("audit canaries: %d included vs %d excluded (site 0), one per %s", int(c.included.sum()),
+                    int((~c.included).sum()), canary_unit(run))
+        # Grouped only when a canary has several records: record-level audits stay as they were.
+        groups = len(c.records) > len(c)
         scopes[canary_scope(0)] = audit_generator(
-            members=c.records[c.included], member_labels=c.labels[c.included],
-            non_members=c.records[~c.included], non_member_labels=c.labels[~c.included],
+            members=c.records[inc], member_labels=c.labels[inc],
+            non_members=c.records[~inc], non_member_labels=c.labels[~inc],
+            member_groups=c.record_groups[inc] if groups else None,
+            non_member_groups=c.record_groups[~inc] if groups else None,
             delta=delta, accountant_epsilon=epsilon, randomized_inclusion=True, **common)
     return scopes
 

@@ -24,7 +24,8 @@ from medgan_core.data.site_data import SiteData
 from medgan_core.modalities import get_modality
 from privacy.audit.canaries import CanarySet, craft_canaries
 
-__all__ = ["AuditPools", "audit_pools", "simulation_canaries", "with_included_canaries"]
+__all__ = ["AuditPools", "audit_pools", "canary_records", "canary_unit", "simulation_canaries",
+           "with_included_canaries"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +65,34 @@ def _patients(data: SiteData) -> tuple[str, ...]:
     return tuple(dict.fromkeys(data.patient_ids))  # in order of appearance, once each
 
 
+def canary_unit(run: RunConfig) -> str:
+    """What one canary is, and so what the one-run bound is per: ``"patient"`` under
+    patient-level DP, else the modality's record word (``"beat"``, ``"image"``)."""
+    return "patient" if run.unit == "patient" else get_modality(run.modality).record_word
+
+
+def canary_records(run: RunConfig) -> int:
+    """Records of one canary: 1 under record-level DP; under patient-level DP a canary is a
+    whole synthetic patient of ``records-per-patient`` records, as many as one patient can
+    bring into a discriminator step, so the canary uses the whole per-patient allowance."""
+    return run.records_per_patient if run.unit == "patient" else 1
+
+
 @functools.lru_cache(maxsize=4)
 def simulation_canaries(run: RunConfig) -> CanarySet | None:
     """The ``canaries`` canaries of a simulated run (``None`` when ``canaries`` = 0).
 
     Crafted from the reference patients' records (:func:`privacy.audit.canaries.craft_canaries`),
-    whatever the modality. A pure function of the run configuration (seeded by ``seed``), so
+    whatever the modality; each canary is :func:`canary_records` records (a synthetic patient
+    under patient-level DP, one record otherwise). A pure function of the run configuration (seeded by ``seed``), so
     the simulated site, the central audit and ``medgan audit`` all see the same canaries and bits.
     """
     if run.canaries == 0:
         return None
     _, reference = _simulation_holdout(run)
     pool, _ = _arrays(reference)
-    return craft_canaries(pool, num_canaries=run.canaries, num_classes=len(reference.class_names), seed=run.seed)
+    return craft_canaries(pool, num_canaries=run.canaries, num_classes=len(reference.class_names), seed=run.seed,
+                          records_per_canary=canary_records(run))
 
 
 def with_included_canaries(samples: torch.Tensor, labels: torch.Tensor, run: RunConfig
@@ -86,7 +102,8 @@ def with_included_canaries(samples: torch.Tensor, labels: torch.Tensor, run: Run
     if canaries is None:
         return samples, labels
     records, canary_labels = canaries.included_records()
-    logger.info("audit: %d of %d canaries included in this site's training data", len(records), len(canaries))
+    logger.info("audit: %d of %d canaries (%d records) included in this site's training data",
+                int(canaries.included.sum()), len(canaries), len(records))
     extra = torch.from_numpy(np.ascontiguousarray(records, dtype=np.float32)).reshape(-1, *samples.shape[1:])
     return (torch.cat([samples, extra.to(samples.dtype)]),
             torch.cat([labels, torch.from_numpy(canary_labels).to(labels.dtype)]))

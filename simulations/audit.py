@@ -22,6 +22,8 @@ import torch
 from medgan_core.audit import (
     audit_federation,
     audit_pools,
+    canary_records,
+    canary_unit,
     default_reference_steps,
     parse_attacks,
     simulation_canaries,
@@ -57,8 +59,8 @@ def write_canary_manifest(run: RunConfig) -> Path | None:
     if canaries is None:
         return None
     path = canaries.save(Path(run.run_dir) / CANARY_FILE)
-    logger.info("audit: %d canaries (%d included in site 0's training data) written to %s",
-                len(canaries), int(canaries.included.sum()), path)
+    logger.info("audit: %d canaries of %d record(s) (%d included in site 0's training data) written to %s",
+                len(canaries), canary_records(run), int(canaries.included.sum()), path)
     return path
 
 
@@ -70,10 +72,12 @@ def _check_manifest(run: RunConfig) -> None:
     stored = CanarySet.load(path)
     # Compared flat: manifests written before records kept their channel axis hold (m, L).
     same_records = stored.records.size == expected.records.size and np.allclose(
-        stored.records.reshape(len(stored), -1), expected.records.reshape(len(expected), -1))
-    if not (np.array_equal(stored.included, expected.included) and same_records):
+        stored.records.reshape(len(stored.records), -1), expected.records.reshape(len(expected.records), -1))
+    same_groups = np.array_equal(stored.record_groups, expected.record_groups)
+    if not (np.array_equal(stored.included, expected.included) and same_records and same_groups):
         raise ConfigError(f"{path} does not match the canaries of this run's config (seed, canaries, "
-                          "holdout-records); was the config or the bundled data changed after the run?")
+                          "holdout-records, privacy-unit, records-per-patient); was the config or the "
+                          "bundled data changed after the run?")
 
 
 def _member_patients(run: RunConfig) -> dict[str, list[str]]:
@@ -149,15 +153,20 @@ def audit_run(
     baseline = audit_federation(run=run, gan=initial_gan(run), reference_gan=reference, attacks=names,
                                 n_synthetic=n_synthetic, seed=seed)
     pools = audit_pools(run)
+    # Simulated sites train in the run's unit; the canaries follow it (see medgan_core.audit),
+    # so every scope's accountant epsilon and lower bound are per this unit.
+    unit = canary_unit(run)
     report: dict[str, Any] = {
         "run_dir": str(directory.root),
         "dp_enabled": run.dp_enabled,
+        "unit": unit,
         "attacks": names,
         "split": {
             "members": _member_patients(run),
             "non_member_patients": list(pools.non_member_patients),
             "reference_patients": list(pools.reference_patients),
             "canaries": run.canaries,
+            "canary_records": canary_records(run) if run.canaries else None,
             "reference_gan_steps": steps if reference is not None else None,
             "n_synthetic": n_synthetic,
         },
@@ -167,6 +176,7 @@ def audit_run(
     for scope, audits in scopes.items():
         first = next(iter(audits.values()))
         report["scopes"][scope] = {
+            "unit": unit,
             "accountant_epsilon": first.accountant_epsilon,
             "attacks": {name: {**audit.to_dict(), "untrained_auc": _auc(baseline[scope][name])}
                         for name, audit in audits.items()},
@@ -193,12 +203,25 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _per(unit: str | None) -> str:
+    return f" (per {unit})" if unit else ""
+
+
 def format_table(report: dict[str, Any]) -> str:
-    """The audit as a Markdown table: one row per scope (site) and attack."""
+    """The audit as a Markdown table: one row per scope (site) and attack.
+
+    The epsilon columns name their unit (``per patient``, ``per beat``): in the header when
+    every scope has the same one, else in each row's cells. Reports written before scopes
+    recorded a unit get no unit.
+    """
+    units = {entry.get("unit") for entry in report["scopes"].values()}
+    shared = units.pop() if len(units) == 1 else None
     header = ("| scope | attack | AUC [95% CI] | AUC untrained | TPR@1%FPR | TPR@0.1%FPR "
-              "| members / non-members | epsilon lower bound | accountant epsilon | verdict |")
+              f"| members / non-members | epsilon lower bound{_per(shared)} | accountant epsilon{_per(shared)} "
+              "| verdict |")
     lines = [header, "|" + "---|" * 10]
     for scope, entry in report["scopes"].items():
+        cell_unit = "" if shared is not None or not entry.get("unit") else f" per {entry['unit']}"
         for name, audit in entry["attacks"].items():
             r = audit["result"]
             if r is None:
@@ -209,7 +232,7 @@ def format_table(report: dict[str, Any]) -> str:
                 f"| {scope} | {name} | {_num(r['auc'])} [{_num(r['auc_ci_low'])}, {_num(r['auc_ci_high'])}] "
                 f"| {_num(audit.get('untrained_auc'))} | {_num(r['tpr_at_1pct_fpr'])} | {_num(r['tpr_at_01pct_fpr'])} "
                 f"| {r['num_members']} / {r['num_non_members']} "
-                f"| {_num(bound['epsilon_lb']) if bound else 'n/a (not randomized)'} "
-                f"| {_num(entry['accountant_epsilon'])} | {'**VIOLATION**' if audit['violation'] else audit['verdict'] or '-'} |"
+                f"| {_num(bound['epsilon_lb']) + cell_unit if bound else 'n/a (not randomized)'} "
+                f"| {_num(entry['accountant_epsilon'])}{cell_unit} | {'**VIOLATION**' if audit['violation'] else audit['verdict'] or '-'} |"
             )
     return "\n".join(lines)

@@ -46,7 +46,7 @@ def xray_run(tmp_path, small_xray_dir) -> RunConfig:
     return RunConfig.from_mapping({
         "modality": "xray", "model": "dcgan2d", "site-records": "1|1|1", "holdout-records": "1",
         "data-root": str(small_xray_dir), "run-dir": str(tmp_path / "run"), "image-size": SIZE,
-        "canaries": 8, "audit-attacks": "logan gan_leaks domias", "batch-size": 16,
+        "canaries": 4, "audit-attacks": "logan gan_leaks domias", "batch-size": 16,
     })
 
 
@@ -72,7 +72,8 @@ def test_held_out_patients_are_the_holdout_group_split_in_disjoint_halves(xray_r
     simulated = get_modality("xray").simulated_site(xray_run, 0)
     _, whole_reference = get_modality("xray").audit_holdout(
         simulated.audit_paths, image_size=SIZE, audit_share=simulated.audit_share)
-    assert pools.canaries is not None and len(pools.canaries) == 8
+    # X-ray's unit is the patient: 4 canary patients of records-per-patient = 2 images each.
+    assert pools.canaries is not None and len(pools.canaries) == 4 and len(pools.canaries.records) == 8
     assert len(pools.reference) == len(whole_reference.labels) - 8
 
 
@@ -80,11 +81,12 @@ def test_canaries_are_images_offered_to_site_zero_only(xray_run):
     canaries = simulation_canaries(xray_run)
     site0, site1 = SiteConfig.for_simulation(xray_run, 0), SiteConfig.for_simulation(xray_run, 1)
 
-    assert canaries.records.shape == (8, 1, SIZE, SIZE)
+    assert canaries.records.shape == (8, 1, SIZE, SIZE)  # 4 canary patients of 2 images
     data, own = site_training_data(site0, xray_run), training_records(site0, xray_run)
     added = data.samples[len(own.samples):].numpy()
-    np.testing.assert_allclose(added, canaries.records[canaries.included], atol=1e-6)
-    assert data.patient_ids[len(own.samples):] == tuple(f"canary-{i}" for i in range(len(added)))
+    np.testing.assert_allclose(added, canaries.records[canaries.record_included], atol=1e-6)
+    included = np.flatnonzero(canaries.included)
+    assert data.patient_ids[len(own.samples):] == tuple(f"canary-{g}" for g in np.repeat(included, 2))
     assert len(site_training_data(site1, xray_run).samples) == len(training_records(site1, xray_run).samples)
     # Each canary is a reference image shifted along its rows and possibly negated.
     _, reference = get_modality("xray").audit_holdout(
@@ -118,7 +120,7 @@ class _NearestImage(nn.Module):
 
 
 def test_the_image_audit_fires_on_a_memorising_generator(xray_run):
-    pools = audit_pools(replace(xray_run, canaries=12))
+    pools = audit_pools(replace(xray_run, canaries=12, privacy_unit="record"))
     c = pools.canaries
     members = c.records[c.included]
     gan = GanPair(generator=_ReplayImages(members), discriminator=_NearestImage(members), latent_dim=8,
@@ -155,7 +157,7 @@ def test_medgan_audit_runs_on_an_xray_run(xray_run, capsys):
     for scope, entry in report["scopes"].items():
         for name, audit in entry["attacks"].items():
             assert audit["error"] is None and 0.0 <= audit["result"]["auc"] <= 1.0, (scope, name)
-    assert report["scopes"]["site-0-canaries"]["attacks"]["logan"]["lower_bound"]["num_canaries"] == 8
+    assert report["scopes"]["site-0-canaries"]["attacks"]["logan"]["lower_bound"]["num_canaries"] == 4
     assert all((directory.root / f).stat().st_size > 5_000 for f in report["figures"])
     assert "| site-0-canaries | domias |" in capsys.readouterr().out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from medgan_core.audit_pools import with_included_canaries
+from medgan_core.audit_pools import simulation_canaries, with_included_canaries
 from medgan_core.config import RunConfig
 from medgan_core.data.site_data import SiteData
 from medgan_core.modalities import get_modality
@@ -28,8 +28,11 @@ def site_training_data(site: SiteConfig, run: RunConfig) -> SiteData:
     if not site.canaries:
         return data
     samples, labels = with_included_canaries(data.samples, data.labels, run)
-    # Each canary is its own synthetic patient, so the patient-level audit unit is the canary.
-    canary_ids = tuple(f"canary-{i}" for i in range(len(samples) - len(data.samples)))
+    canaries = simulation_canaries(run)
+    # Each canary is its own synthetic patient (k records under patient-level DP, one
+    # otherwise), so the patient-level DP unit is the canary: its records share its id.
+    groups = canaries.included_groups() if canaries is not None else ()
+    canary_ids = tuple(f"canary-{g}" for g in groups)
     return SiteData(samples, labels, data.class_names, data.report, data.patient_ids + canary_ids)
 
 

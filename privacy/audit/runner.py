@@ -8,6 +8,10 @@ No Flower and no run directory here: a GAN (any object with ``generator``,
 
 When membership was decided by independent fair coins (canaries), the same scores also
 give the one-run empirical epsilon lower bound, compared with the accountant's epsilon.
+When the coin decides a whole unit (a patient canary: k records in or out together), the
+audit is per unit and a unit's score is the *mean* of its records' scores: any label-blind
+function keeps the bound valid, and with canary records that share one signature the mean
+averages the per-record noise k-fold where the max would add the noisiest record's error.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 
 from privacy.audit.attacks import attack_inputs, available_attacks, create_attack
+from privacy.audit.canaries import mean_by_group
 from privacy.audit.logan import torch_discriminator_score
 from privacy.audit.metrics import AuditResult, evaluate_attack_scores, roc_curve
 from privacy.audit.one_run import VIOLATION, LowerBoundResult, compare_with_accountant, epsilon_lower_bound
@@ -137,6 +142,8 @@ def audit_generator(
     randomized_inclusion: bool = False,
     beta: float = 0.05,
     n_resamples: int = 1000,
+    member_groups: np.ndarray | None = None,
+    non_member_groups: np.ndarray | None = None,
 ) -> dict[str, AttackAudit]:
     """Score the same members and non-members with every attack.
 
@@ -168,6 +175,11 @@ def audit_generator(
             of them still holds with confidence ``1 - beta``.
         beta: significance level of the lower bound.
         n_resamples: bootstrap resamples of the AUC interval.
+        member_groups, non_member_groups: ``(N1,)`` and ``(N0,)`` unit (patient) of each
+            candidate, e.g. a patient canary's index; both or neither. Given, the audit is
+            per unit: a unit's score is the mean of its records' scores, and AUC, ROC and
+            the lower bound (one guess per unit) are computed on units. A unit's records
+            must all be members or all non-members.
 
     Returns:
         Attack name -> :class:`AttackAudit`, in the order of ``attacks``. An attack that
@@ -197,6 +209,13 @@ def audit_generator(
     candidates = np.concatenate([x1, x0])  # (N1 + N0, ...)
     candidate_labels = np.concatenate([y1, y0])
     is_member = np.r_[np.ones(len(x1), bool), np.zeros(len(x0), bool)]
+    units = _candidate_units(member_groups, non_member_groups, len(x1), len(x0))
+    if units is not None:
+        unit_ids, unit_member = mean_by_group(is_member.astype(float), units)
+        if np.any((unit_member > 0) & (unit_member < 1)):
+            raise ValueError("a unit (group) has both member and non-member records; its records "
+                             "must be included or excluded together")
+        is_member = unit_member == 1.0  # (units,), sorted by unit id
 
     inputs: dict[str, Any] = {
         "synthetic": synthetic,
@@ -207,11 +226,13 @@ def audit_generator(
     }
     # A label-blind random order: the bound breaks score ties by index, and with members
     # listed first an index tie-break would peek at membership.
-    order = rng.permutation(len(candidates))
+    order = rng.permutation(len(is_member))
     audits: dict[str, AttackAudit] = {}
     for name in attacks:
         try:
             scores = _score(name, inputs, candidates, gan)
+            if units is not None:
+                scores = mean_by_group(scores, units)[1]  # one score per unit: see module doc
         except ValueError as err:
             logger.warning("audit: attack %s could not run: %s", name, err)
             audits[name] = AttackAudit(attack=name, result=None, error=str(err))
@@ -286,6 +307,19 @@ def _score(name: str, inputs: dict[str, Any], candidates: np.ndarray, gan: _Gan)
         return create_attack(name, **{k: inputs[k] for k in needed}).score(candidates)
     finally:
         discriminator.train(was_training)
+
+
+def _candidate_units(member_groups: np.ndarray | None, non_member_groups: np.ndarray | None,
+                     n1: int, n0: int) -> np.ndarray | None:
+    if member_groups is None and non_member_groups is None:
+        return None
+    if member_groups is None or non_member_groups is None:
+        raise ValueError("pass both member_groups and non_member_groups, or neither")
+    units = np.concatenate([np.asarray(member_groups), np.asarray(non_member_groups)])
+    if units.shape != (n1 + n0,):
+        raise ValueError(f"groups {np.shape(member_groups)}, {np.shape(non_member_groups)} must match "
+                         f"members ({n1}) and non_members ({n0})")
+    return units
 
 
 def _thin(points: np.ndarray) -> np.ndarray:
