@@ -44,9 +44,10 @@ def history_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def unit_text(unit: str | None) -> str:
-    """What one unit of a site's (epsilon, delta) protects, in words."""
-    return "patient" if unit == "patient" else "record (one beat or image)"
+def unit_text(unit: str | None, record_word: str = "record") -> str:
+    """What one unit of a site's (epsilon, delta) protects, in words. ``record_word`` names one record of
+    the run's modality ("beat", "image")."""
+    return "patient" if unit == "patient" else f"{record_word} (one record)"
 
 
 def format_history(summary: dict[str, Any]) -> list[str]:

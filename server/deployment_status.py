@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from medgan_core.errors import ConfigError
+from medgan_core.modalities import get_modality
 from medgan_core.run_history import format_history, history_summary, unit_text
 from server.coordinator_state import CONNECTION, SuperLinkUnavailable, connection_address, flwr_json, site_names
 
@@ -84,6 +85,7 @@ def run_view(run_dir: Path, names: dict[str, str]) -> dict[str, Any]:
                 site.update(epsilon=reply.get("epsilon"), round=record["round"])
     checkpoints = sorted(directory.checkpoints.glob("round-*.pt"))
     return {"run_dir": str(directory.root), "dp_enabled": run.dp_enabled, "unit": run.unit,
+            "record_word": get_modality(run.modality).record_word,
             "rounds_planned": run.num_server_rounds,
             "last_checkpoint": checkpoints[-1].name if checkpoints else None,
             "sites": dict(sorted(sites.items(), key=lambda item: item[1]["name"])),
@@ -114,7 +116,7 @@ def _seconds(elapsed: object) -> str:
 def format_run_view(view: dict[str, Any]) -> list[str]:
     lines = [f"run directory {view['run_dir']}: {view['last_round']['round'] or 0} of {view['rounds_planned']} "
              f"rounds done ({view['rounds_recorded']} recorded), last checkpoint {view['last_checkpoint'] or 'none'}, "
-             f"DP {'on' if view['dp_enabled'] else 'OFF (non-private)'}, per {unit_text(view['unit'])} "
+             f"DP {'on' if view['dp_enabled'] else 'OFF (non-private)'}, per {unit_text(view['unit'], view.get('record_word', 'record'))} "
              f"unless a site's [privacy] unit says otherwise"]
     for site in view["sites"].values():
         spent = ("epsilon n/a (non-private)" if site.get("epsilon") is None

@@ -46,10 +46,11 @@ def refusals_md(summary: dict) -> list[str]:
     return lines + [""]
 
 
-def privacy_table_md(privacy: dict[str, dict]) -> list[str]:
-    """Markdown rows: each site's spend from its ledger (``site_privacy_summary``)."""
+def privacy_table_md(privacy: dict[str, dict], record_word: str = "record") -> list[str]:
+    """Markdown rows: each site's spend from its ledger (``site_privacy_summary``); ``record_word``
+    names one record of the run's modality ("beat", "image")."""
     units = sorted({s.get("unit", "record") for s in privacy.values()}) or ["record"]
-    meaning = {"record": "per record (one beat or one image), not per patient",
+    meaning = {"record": f"per {record_word} (one record), not per patient",
                "patient": "per patient (all of a person's records; user-level DP)"}
     lines = ["## Privacy spent per site (from each site's ledger)", "",
              "Epsilon is " + "; ".join(meaning[u] for u in units) + "; delta as given; composed over everything "
@@ -68,7 +69,7 @@ def report_markdown(report: dict, *, model: str) -> str:
     lines = [f"# Federation report: {report['run_dir']}", ""]
     lines += [f"Modality {modality.name}, model {model}, {report['rounds']} rounds, "
               f"DP {'on' if report['dp_enabled'] else 'OFF (non-private control)'}.", ""]
-    lines += privacy_table_md(report["privacy"])
+    lines += privacy_table_md(report["privacy"], modality.record_word)
     lines += refusals_md(report["refusals"])
     lines += _final_metrics_md(report, modality)
     lines += _memorisation_md(report, modality)

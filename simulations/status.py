@@ -14,6 +14,7 @@ from typing import Any
 
 from medgan_core.config import RunConfig
 from medgan_core.generate import load_run_config
+from medgan_core.modalities import get_modality
 from medgan_core.run_dir import RunDirectory
 from medgan_core.run_history import format_history, history_summary, unit_text
 
@@ -52,7 +53,8 @@ def format_status(status: dict[str, Any]) -> str:
              f"{status['rounds_recorded']} of {status['rounds_planned']} rounds recorded, last checkpoint "
              f"{status['last_checkpoint'] or 'none'}, DP {'on' if status['dp_enabled'] else 'OFF (non-private)'}, "
              f"report {'written' if status['report'] else 'not written yet'}"]
+    record_word = get_modality(status["modality"]).record_word
     for site, s in status["sites"].items():
         lines.append(f"  {site}: epsilon {s['epsilon_spent']:.3f} of {s['target_epsilon']:g} per "
-                     f"{unit_text(s.get('unit'))}; delta {s['target_delta']:g}, {s['steps']} DP steps")
+                     f"{unit_text(s.get('unit'), record_word)}; delta {s['target_delta']:g}, {s['steps']} DP steps")
     return "\n".join(lines + format_history(status))

@@ -102,4 +102,4 @@ def test_report_contents(saved_run):
     assert "What the sample-space rows mean" in markdown and "Memorisation check" in markdown
     assert "| DTW synthetic -> nearest real (mV) |" in markdown and "| RMSE to nearest real (mV) |" in markdown
     assert "| 2 | 1 | 1 | medgan:budget-exhausted |" in markdown
-    assert "Epsilon is per record (one beat or one image), not per patient" in markdown
+    assert "Epsilon is per beat (one record), not per patient" in markdown

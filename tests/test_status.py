@@ -23,6 +23,6 @@ def test_status_reads_the_run_while_it_goes(small_run, capsys):
     out = capsys.readouterr().out
     assert "1 of 2 rounds recorded, last checkpoint round-001.pt, DP on, report not written yet" in out
     ledger = json.loads(SiteConfig.for_simulation(small_run, 0).ledger_path.read_text())
-    assert f"site-0: epsilon {metrics['epsilon']:.3f} of 10 per record (one beat or image)" in out and len(ledger["entries"]) == 2
+    assert f"site-0: epsilon {metrics['epsilon']:.3f} of 10 per beat (one record)" in out and len(ledger["entries"]) == 2
     assert "refusals: 1 (medgan:budget-exhausted x1); round 1: 1 refused, 1 trained" in out
     assert "last round 1: 1 site(s) trained" in out
