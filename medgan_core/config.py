@@ -117,6 +117,14 @@ class RunConfig:
         if self.model not in available_gans():
             raise ConfigError(f"run-config: model = {self.model!r} is not a registered GAN; use one of "
                               + ", ".join(available_gans()))
+        from medgan_core.modalities import get_modality
+        from medgan_core.models.registry import gan_spec
+
+        kind = get_modality(self.modality).encoder_backbone
+        if not gan_spec(self.model).applies_to(kind):
+            fitting = [name for name in available_gans() if gan_spec(name).applies_to(kind)]
+            raise ConfigError(f"run-config: model = {self.model!r} does not generate {kind} samples, which "
+                              f"modality = {self.modality!r} needs; use one of " + ", ".join(fitting))
         if not self.site_record_groups():
             raise ConfigError("run-config: site-records is empty; list each site's records, '|' between sites")
 

@@ -12,8 +12,8 @@ import pytest
 from medgan_cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["simulate", "status", "report", "study", "compare", "generate", "audit", "explain", "privacy", "certs",
-            "coordinator", "site"]
+COMMANDS = ["simulate", "status", "report", "study", "compare", "generate", "audit", "explain", "models", "privacy",
+            "certs", "coordinator", "site"]
 
 
 def _help(*command: str) -> str:

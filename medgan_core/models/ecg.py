@@ -101,4 +101,4 @@ def build_dcgan1d(**kwargs: object) -> GanPair:
     )
 
 
-register_gan("dcgan1d", build_dcgan1d)
+register_gan("dcgan1d", build_dcgan1d, sample_kinds=("signal",))

@@ -12,7 +12,7 @@ from typing import Callable
 
 from torch import nn
 
-__all__ = ["GanPair", "available_gans", "create_gan", "register_gan"]
+__all__ = ["GanPair", "GanSpec", "available_gans", "create_gan", "gan_spec", "register_gan"]
 
 
 @dataclass
@@ -32,14 +32,53 @@ class GanPair:
 
 
 GanFactory = Callable[..., GanPair]
-_GAN_REGISTRY: dict[str, GanFactory] = {}
 
 
-def register_gan(name: str, factory: GanFactory) -> None:
-    """Register ``factory(**kwargs) -> GanPair`` under ``name``."""
+@dataclass(frozen=True)
+class GanSpec:
+    """What a registered variant declares about itself, besides how to build it.
+
+    Attributes:
+        name: The run-config ``model`` value.
+        factory: ``factory(**kwargs) -> GanPair``.
+        sample_kinds: Kinds of sample the variant generates, named as
+            ``Modality.encoder_backbone`` (``"signal"``: (N, C, L) beats; ``"image"``:
+            (N, 1, H, W) images). A variant applies to a modality whose backbone is listed;
+            empty means undeclared (applies to any, unchecked).
+        touches_real_data: The networks that see real records and therefore train under
+            DP-SGD and are charged to the site's ledger.
+    """
+
+    name: str
+    factory: GanFactory
+    sample_kinds: tuple[str, ...] = ()
+    touches_real_data: tuple[str, ...] = ("discriminator",)
+
+    def applies_to(self, sample_kind: str) -> bool:
+        return not self.sample_kinds or sample_kind in self.sample_kinds
+
+
+_GAN_REGISTRY: dict[str, GanSpec] = {}
+
+
+def register_gan(name: str, factory: GanFactory, *, sample_kinds: tuple[str, ...] = (),
+                 touches_real_data: tuple[str, ...] = ("discriminator",)) -> None:
+    """Register ``factory(**kwargs) -> GanPair`` under ``name``.
+
+    Args:
+        name: The run-config ``model`` value.
+        factory: Builds the pair from keyword arguments (``latent_dim``, ``num_classes`` and
+            the modality's ``model_kwargs``).
+        sample_kinds: See :class:`GanSpec`; ``()`` leaves it undeclared.
+        touches_real_data: See :class:`GanSpec`.
+
+    Raises:
+        ValueError: ``name`` is taken.
+    """
     if name in _GAN_REGISTRY:
         raise ValueError(f"GAN variant {name!r} is already registered")
-    _GAN_REGISTRY[name] = factory
+    _GAN_REGISTRY[name] = GanSpec(name=name, factory=factory, sample_kinds=tuple(sample_kinds),
+                                  touches_real_data=tuple(touches_real_data))
 
 
 def available_gans() -> list[str]:
@@ -52,7 +91,16 @@ def create_gan(name: str, **kwargs: object) -> GanPair:
     Raises:
         ValueError: if ``name`` is unknown; the message lists the known variants.
     """
+    return gan_spec(name).factory(**kwargs)
+
+
+def gan_spec(name: str) -> GanSpec:
+    """The registration of variant ``name``.
+
+    Raises:
+        ValueError: if ``name`` is unknown; the message lists the known variants.
+    """
     if name not in _GAN_REGISTRY:
         raise ValueError(f"unknown GAN variant {name!r}; known variants: {', '.join(sorted(_GAN_REGISTRY))}")
-    return _GAN_REGISTRY[name](**kwargs)
+    return _GAN_REGISTRY[name]
 

@@ -168,5 +168,5 @@ def build_wgan2d(**kwargs: object) -> GanPair:
                    latent_dim=config.latent_dim, num_classes=config.num_classes, loss="wasserstein")
 
 
-register_gan("dcgan2d", build_dcgan2d)
-register_gan("wgan2d", build_wgan2d)
+register_gan("dcgan2d", build_dcgan2d, sample_kinds=("image",))
+register_gan("wgan2d", build_wgan2d, sample_kinds=("image",))
