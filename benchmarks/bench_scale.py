@@ -4,7 +4,7 @@ Each size is one ``run_federation`` (``flwr run --stream`` against an owned simu
 SuperLink, Ray underneath) over the bundled chest X-rays split into N equal patient
 shares (``site-records='1|1|...|1'``, one share held out), at 32 x 32 pixels, with short
 rounds (2 local steps, batch 16, record-level DP: a 1/101 share has too few patients for
-patient-level DP). A thread samples the memory of the whole process tree (this process,
+patient-level DP; ``trained`` counts the site-rounds that trained rather than refused). A thread samples the memory of the whole process tree (this process,
 the SuperLink, Flower's simulation process, Ray's daemons and actors) every 0.5 s from
 ``/proc``: RSS summed (what the issue asks; shared library pages count once per
 process, so it overstates) and PSS summed (shared pages split between the processes that
@@ -111,6 +111,9 @@ def bench(sites: int, *, rounds: int, local_steps: int, batch_size: int, image_s
         "image-size": image_size, "site-records": "|".join(["1"] * sites), "holdout-records": "1",
         "num-server-rounds": rounds, "local-steps": local_steps, "batch-size": batch_size,
         "privacy-unit": "record", "min-nodes": sites, "run-dir": str(out / f"sites-{sites}"),
+        # A 1/101 share holds about 50 images: with the default noise (std 20 per class) its
+        # released size often falls below the batch and the site refuses; std 2 keeps it near.
+        "label-prior-noise": 2.0,
     })
     started = time.monotonic()
     with TreeMemory(os.getpid()).watching() as memory:
@@ -119,11 +122,11 @@ def bench(sites: int, *, rounds: int, local_steps: int, batch_size: int, image_s
     records = RunDirectory(run.run_dir).read_metrics()
     trained = sum(int(r.get("trained", 0)) for r in records)
     if trained != sites * rounds:
-        raise RuntimeError(f"{sites} sites: {trained} of {sites * rounds} site-rounds trained; "
-                           f"refusals: {[r.get('refusals') for r in records]}")
+        print(f"{sites} sites: only {trained} of {sites * rounds} site-rounds trained (see the sites' "
+              "log lines for their refusals)", file=sys.stderr)
     round_s = sum(r["finished"] - r["started"] for r in records) / len(records)
     return {
-        "sites": sites, "round_s": round_s, "wall_s": wall,
+        "sites": sites, "trained": trained, "round_s": round_s, "wall_s": wall,
         # Site-steps run side by side on the actors: this is wall time per site-step.
         "site_step_ms": 1000 * round_s / (sites * local_steps),
         "peak_rss_gb": memory.peak_rss / GIB, "peak_pss_gb": memory.peak_pss / GIB,
@@ -148,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                                  batch_size=args.batch_size, image_size=args.image_size, out=Path(tmp)))
     print(f"\nX-ray {args.image_size}px, {args.rounds} round(s) x {args.local_steps} local steps, batch "
           f"{args.batch_size}, record-level DP, {os.cpu_count()} CPUs")
-    print(f"{'sites':>5} {'round s':>8} {'wall s':>7} {'site-step ms':>12} {'peak RSS GB':>11} "
+    print(f"{'sites':>5} {'trained':>7} {'round s':>8} {'wall s':>7} {'site-step ms':>12} {'peak RSS GB':>11} "
           f"{'peak PSS GB':>11} {'processes':>9} {'Ray actors':>10}")
     for r in results:
-        print(f"{r['sites']:>5} {r['round_s']:>8.1f} {r['wall_s']:>7.1f} {r['site_step_ms']:>12.0f} "
+        print(f"{r['sites']:>5} {r['trained']:>7} {r['round_s']:>8.1f} {r['wall_s']:>7.1f} {r['site_step_ms']:>12.0f} "
               f"{r['peak_rss_gb']:>11.2f} {r['peak_pss_gb']:>11.2f} {r['processes']:>9} {r['actors']:>10}")
     last = results[-1]
     print(f"sites={last['sites']} round_s={last['round_s']:.1f} peak_rss_gb={last['peak_rss_gb']:.2f}")
