@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--run-config", action="append", help='overrides, e.g. "num-server-rounds=2 local-steps=50"')
     parser.add_argument("--run-dir", help="where checkpoints, metrics, ledgers and the report go")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    parser.add_argument("--ray-address", help="run the simulated sites on an existing Ray cluster, e.g. "
+                        "127.0.0.1:6379 from `ray start --head` (default: a private Ray instance on this machine)")
     parser.set_defaults(func=simulate)
 
     parser = sub.add_parser("status", help="rounds done, each site's epsilon and refusals, last metrics of a run")
@@ -50,10 +52,11 @@ def simulate(args: argparse.Namespace) -> int:
     run = resolve_run_config(overrides)
     run_dir = Path(run.run_dir)
     with exclusive_run_dir(run_dir):
-        return _simulate(run, run_dir, overwrite=args.overwrite, verbose=args.verbose)
+        return _simulate(run, run_dir, overwrite=args.overwrite, verbose=args.verbose,
+                         ray_address=args.ray_address or None)
 
 
-def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool) -> int:
+def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool, ray_address: str | None) -> int:
     from medgan_core.run_dir import RunDirectory
     from simulations.audit import write_canary_manifest
     from simulations.federation import check_patient_level_feasible, run_federation
@@ -68,7 +71,7 @@ def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool) 
         shutil.rmtree(run_dir)
     started = time.time()
     write_canary_manifest(run)  # inclusion bits stay in the run dir, with the auditor
-    run_federation(run, verbose=verbose)
+    run_federation(run, verbose=verbose, ray_address=ray_address)
 
     history = RunDirectory(run_dir).read_metrics()
     refused = refusal_summary(history)

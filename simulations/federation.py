@@ -24,8 +24,8 @@ from flwr.common.config import get_fused_config_from_dir
 from medgan_core.config import RunConfig
 from medgan_core.processes import console_script, flower_process_env
 
-__all__ = ["APP_DIR", "check_patient_level_feasible", "local_simulation_superlink", "resolve_run_config",
-           "run_federation", "to_run_config_arg"]
+__all__ = ["APP_DIR", "check_patient_level_feasible", "federation_config", "local_simulation_superlink",
+           "resolve_run_config", "run_federation", "to_run_config_arg"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def check_patient_level_feasible(run: RunConfig) -> None:
                               "privacy-unit='record' (one beat or image is the unit), or sites with more patients")
 
 
-def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: bool = False) -> None:
+def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: bool = False,
+                   ray_address: str | None = None) -> None:
     """Run ``run.num_server_rounds`` rounds over ``num_sites`` simulated SuperNodes.
 
     Each simulated node is one site (its partition id indexes ``site-records``). The run
@@ -80,17 +81,24 @@ def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: boo
     a simulation SuperLink this function starts on free local ports with its own Flower
     home (a temporary directory, never the user's ``~/.flwr``) and stops afterwards.
 
+    Args:
+        run: The run configuration every node and the ServerApp receive.
+        num_sites: Simulated SuperNodes; by default one per group of ``site-records``.
+        verbose: Flower's verbose simulation logs.
+        ray_address: An existing Ray cluster to run the sites' ClientApps on (e.g.
+            ``"127.0.0.1:6379"`` from ``ray start --head``); ``None`` starts a private Ray
+            instance with every local core. See :func:`federation_config`.
+
     Raises:
         RuntimeError: The SuperLink did not start, or the run did not finish as completed.
     """
     num_sites = num_sites or len(run.site_record_groups())
     cpus = os.cpu_count() or 1
-    logger.info("simulating %d sites for %d rounds on %d CPUs; run dir %s",
-                num_sites, run.num_server_rounds, cpus, run.run_dir)
-    federation = (f"num_supernodes={num_sites} client_resources_num_cpus=1 init_args_num_cpus={cpus} "
-                  f"verbose={'true' if verbose else 'false'}")
+    logger.info("simulating %d sites for %d rounds on %s; run dir %s", num_sites, run.num_server_rounds,
+                f"the Ray cluster at {ray_address}" if ray_address else f"{cpus} CPUs", run.run_dir)
+    federation = federation_config(num_sites=num_sites, cpus=cpus, verbose=verbose, ray_address=ray_address)
     with tempfile.TemporaryDirectory(prefix="medgan-flwr-") as home:
-        with local_simulation_superlink(Path(home)) as env:
+        with local_simulation_superlink(Path(home), ray_address=ray_address) as env:
             # Flower's log stream goes to this process's stderr, beside its other log lines;
             # stdout stays for what the caller prints (medgan simulate: the report).
             started = subprocess.run(
@@ -101,6 +109,23 @@ def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: boo
             statuses = run_statuses(env=env)  # this SuperLink is fresh: its one run is ours
     if statuses != ["finished:completed"]:
         raise RuntimeError(f"the Flower run ended as {statuses}; see the log lines above")
+
+
+def federation_config(*, num_sites: int, cpus: int, verbose: bool = False, ray_address: str | None = None) -> str:
+    """The ``--federation-config`` of a simulated run: one CPU per ClientApp, so Ray runs
+    ``floor(CPUs / 1)`` ClientApp actors side by side and the sites queue for them.
+
+    A private Ray instance gets every local core (``init_args_num_cpus``). Flower 1.42's
+    federation config has no field for a cluster address: Flower's Ray backend calls
+    ``ray.init(**init_args)``, which reads ``RAY_ADDRESS`` from the environment (set by
+    :func:`local_simulation_superlink`), and Ray refuses ``num_cpus`` when it joins an
+    existing cluster: the cluster's own resources decide the actors then.
+    """
+    parts = [f"num_supernodes={num_sites}", "client_resources_num_cpus=1"]
+    if ray_address is None:
+        parts.append(f"init_args_num_cpus={cpus}")
+    parts.append(f"verbose={'true' if verbose else 'false'}")
+    return " ".join(parts)
 
 
 def to_run_config_arg(mapping: dict[str, Any]) -> str:
@@ -128,13 +153,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_simulation_superlink(flwr_home: Path, *, timeout: float = 60.0) -> Iterator[dict[str, str]]:
+def local_simulation_superlink(flwr_home: Path, *, timeout: float = 60.0,
+                               ray_address: str | None = None) -> Iterator[dict[str, str]]:
     """A ``flower-superlink --simulation`` on free local ports, as ``flwr run`` starts for
     its ``:local:`` connection, but owned here: stopped on exit, never left detached.
 
     Yields the environment for ``flwr`` commands: ``FLWR_HOME`` holds a ``config.toml``
     whose ``local`` connection points at this SuperLink. Apps run in this environment:
     runtime dependency installation is off (no ``uv sync`` of a fresh one per run).
+    The simulation process inherits it: ``RAY_ADDRESS`` is ``ray_address`` when given
+    and unset otherwise, so a stray ``RAY_ADDRESS`` in the caller's shell never sends a
+    run to a cluster it did not ask for.
     """
     http_port, control_port = _free_port(), _free_port()
     (flwr_home / "config.toml").write_text(
@@ -144,6 +173,9 @@ def local_simulation_superlink(flwr_home: Path, *, timeout: float = 60.0) -> Ite
     # this interpreter's environment goes first on PATH, so an un-activated venv (as in CI
     # and the README's scripts) finds them.
     env = {**flower_process_env(flwr_home), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+    env.pop("RAY_ADDRESS", None)
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
     log = flwr_home / "superlink.log"
     superlink = subprocess.Popen(
         [console_script("flower-superlink"), "--insecure", "--simulation", "--isolation", "subprocess",
