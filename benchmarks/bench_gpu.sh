@@ -29,18 +29,21 @@ import torch
 from medgan_core.device import resolve_device
 from medgan_core.errors import ConfigError
 
+if not torch.cuda.is_available():
+    print(f"bench_gpu.sh: PyTorch sees no CUDA GPU on this machine (torch {torch.__version__}, CUDA build "
+          f"{torch.version.cuda or 'none'}); this benchmark needs one and ran nothing.", file=sys.stderr)
+    if torch.version.cuda is None:
+        print("fix: on a machine with an NVIDIA GPU and its driver, install a CUDA build of PyTorch into .venv, e.g.\n"
+              "  .venv/bin/python -m pip install --force-reinstall --index-url "
+              "https://download.pytorch.org/whl/cu128 torch==" + torch.__version__.split("+")[0], file=sys.stderr)
+    else:
+        print("fix: check that the NVIDIA driver is loaded (nvidia-smi) and that CUDA_VISIBLE_DEVICES does not "
+              "hide the GPU", file=sys.stderr)
+    sys.exit(2)
 try:
     device = resolve_device(sys.argv[1], where="bench_gpu.sh", key="DEVICE")
 except ConfigError as error:
-    print(f"bench_gpu.sh: {error}", file=sys.stderr)
-    if torch.version.cuda is None:
-        print("bench_gpu.sh: .venv holds a CPU-only PyTorch build. On a machine with an NVIDIA GPU, install "
-              "a CUDA build into it, e.g.\n  .venv/bin/python -m pip install --force-reinstall "
-              "--index-url https://download.pytorch.org/whl/cu128 torch==" + torch.__version__.split("+")[0],
-              file=sys.stderr)
-    else:
-        print("bench_gpu.sh: check that the NVIDIA driver is loaded (nvidia-smi) and that "
-              "CUDA_VISIBLE_DEVICES does not hide the GPU", file=sys.stderr)
+    print(error, file=sys.stderr)
     sys.exit(2)
 if device.type != "cuda":
     print(f"bench_gpu.sh: DEVICE={sys.argv[1]} resolves to {device} here; this benchmark is for a CUDA GPU "

@@ -40,7 +40,7 @@ def generate(args: argparse.Namespace) -> int:
     _check_fs(args.fs)
     from medgan_core.device import resolve_device
 
-    device = resolve_device(args.device, where="medgan generate", key="--device")
+    device = resolve_device(args.device, where="", key="--device")
     run = load_run(args.run_dir, checkpoint=True)
     check_out(out)
     from medgan_core.generate import load_run_gan, sample_per_class

@@ -37,7 +37,8 @@ def resolve_device(name: str, *, where: str = "run-config", key: str = "device")
     Args:
         name: ``"auto"`` (``cuda`` when ``torch.cuda.is_available()``, else ``cpu``),
             ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        where: Where the value came from (``run-config``, a site file), for the message.
+        where: Where the value came from (``run-config``, a site), for the message; ``""``
+            when the caller prefixes its own (the command line).
         key: The setting's name as the user writes it.
 
     Returns:
@@ -47,21 +48,22 @@ def resolve_device(name: str, *, where: str = "run-config", key: str = "device")
         ConfigError: a spelling not in :data:`DEVICE_CHOICES`, CUDA asked for on a machine
             where PyTorch sees no GPU, or ``cuda:N`` past the last visible GPU.
     """
+    at = f"{where}: " if where else ""
     if not isinstance(name, str) or not is_device_name(name):
-        raise ConfigError(f"{where}: {key} = {name!r} is invalid; use {DEVICE_CHOICES}")
+        raise ConfigError(f"{at}{key} = {name!r} is invalid; use {DEVICE_CHOICES}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise ConfigError(
-            f"{where}: {key} = {name!r} asks for CUDA, but PyTorch sees no GPU on this machine "
+            f"{at}{key} = {name!r} asks for CUDA, but PyTorch sees no GPU on this machine "
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); fix: set {key} = 'cpu' "
             f"or 'auto', or install a CUDA build of PyTorch on a machine with an NVIDIA GPU and its driver"
         )
     device = torch.device(name)
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
-        raise ConfigError(f"{where}: {key} = {name!r} but this machine has {count} visible CUDA device(s) "
+        raise ConfigError(f"{at}{key} = {name!r} but this machine has {count} visible CUDA device(s) "
                           f"(cuda:0 to cuda:{count - 1}); fix: pick one of them, or 'cuda'")
     return device
