@@ -75,7 +75,7 @@ def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> C
     AUROC ranks the last class against the rest (for N vs V: how well V is ranked above
     N) and is NaN when ``y`` lacks either side. Runs on the model's device.
     """
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # a parameterless model (a stub) runs on the CPU
     with torch.no_grad():
         probs = torch.softmax(model(x.to(device)), dim=1).cpu().numpy()
     truth = y.numpy()
