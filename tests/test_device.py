@@ -229,3 +229,20 @@ def test_training_on_cuda_returns_cpu_models_and_counts_the_same_steps():
     state, result = _trained_state(DPSettings(noise_multiplier=1.0), "cuda")
     assert all(v.device.type == "cpu" for v in state.values())
     assert result.dp_history == [(1.0, 16 / 128, 3)]
+
+
+def test_site_check_says_where_the_site_trains_and_refuses_a_gpu_it_lacks(tmp_path, no_cuda):
+    import shutil
+    from dataclasses import replace
+    from pathlib import Path
+
+    from client.daemon import site_report
+
+    for ext in ("hea", "dat", "atr"):
+        shutil.copy(Path(__file__).resolve().parents[1] / "data" / "ecg" / "mitdb" / f"105.{ext}", tmp_path)
+    site = replace(SiteConfig.from_toml(_site_file(tmp_path)), data_paths=(str(tmp_path / "105"),))
+
+    assert "device: as the run asks (its default 'auto' is cpu (PyTorch sees no GPU) here" in site_report(site)
+    assert "device: [site] device = 'cpu': cpu" in site_report(replace(site, device="cpu"))
+    with pytest.raises(ConfigError, match=r"hospital-a: \[site\] device = 'cuda' asks for CUDA"):
+        site_report(replace(site, device="cuda"))
