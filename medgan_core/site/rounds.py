@@ -168,7 +168,7 @@ def site_device(site: SiteConfig, run: RunConfig) -> torch.device:
                           key=key)
 
 
-def _local_config(run: RunConfig, local_steps: int, seed: int | None, *, device: torch.device,
+def _local_config(run: RunConfig, local_steps: int, seed: int | None, *, device: torch.device | str = "cpu",
                   public_dataset_size: int | None) -> LocalTrainingConfig:
     return LocalTrainingConfig(
         local_steps=local_steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
