@@ -15,6 +15,7 @@ import torch
 
 from medgan_core.config import RunConfig
 from medgan_core.data.site_data import SiteData
+from medgan_core.device import resolve_device
 from medgan_core.errors import ConfigError
 from medgan_core.models import GanPair, build_gan
 from medgan_core.models.state import gan_state, load_gan_state
@@ -28,7 +29,7 @@ from privacy.feasibility import MAX_NOISE_TO_SIGNAL, PatientFeasibility, patient
 from privacy.ledger import PrivacyLedger
 from privacy.patient_release import ledger_entry as patient_ledger_entry
 
-__all__ = ["NonPrivateRefused", "evaluate_round", "patient_feasibility", "train_round"]
+__all__ = ["NonPrivateRefused", "evaluate_round", "patient_feasibility", "site_device", "train_round"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ def train_round(
 
     Raises:
         PrivacyBudgetExceeded: if the round would take the site past its budget.
-        ConfigError: if the run asks for something the site does not allow.
+        ConfigError: if the run asks for something the site does not allow, or for a
+            device (CUDA) this machine lacks: checked before any budget is charged.
     """
+    device = site_device(site, run)
     data = site_training_data(site, run)  # never the site's held-out evaluation patients
     local_steps = min(run.local_steps, site.max_local_steps)
     if local_steps < run.local_steps:
@@ -65,7 +68,7 @@ def train_round(
     if not run.dp_enabled:
         if not site.allow_non_private:
             raise NonPrivateRefused(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
-        return _train_non_private(site, run, gan, data, local_steps, seed, server_round)
+        return _train_non_private(site, run, gan, data, local_steps, seed, server_round, device)
 
     # The lock is held from the budget check through the recorded release, and the round is
     # charged at its planned cost before training: a concurrent round waits (or is refused
@@ -95,7 +98,7 @@ def train_round(
                         metrics["g_loss"], ledger.epsilon_spent(), ledger.unit)
 
         patient_level = unit == "patient"
-        config = _local_config(run, local_steps, seed,
+        config = _local_config(run, local_steps, seed, device=device,
                                public_dataset_size=None if patient_level else release.public_size)
         result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
                                  fake_label_prior=release.prior, progress=progress,
@@ -153,12 +156,24 @@ def patient_feasibility(site: SiteConfig, run: RunConfig) -> PatientFeasibility:
     )
 
 
-def _local_config(run: RunConfig, local_steps: int, seed: int | None, *,
+def site_device(site: SiteConfig, run: RunConfig) -> torch.device:
+    """Where ``site`` trains: its own ``[site] device`` if set, else the run's ``device``, resolved here.
+
+    Raises:
+        ConfigError: CUDA asked for and absent on this machine; the message says which
+            setting asked (the site file's or the run's) and the fix.
+    """
+    key = "[site] device" if site.device else "device"
+    return resolve_device(site.device_name(run), where=site.site_id if site.device else f"{site.site_id}: run-config",
+                          key=key)
+
+
+def _local_config(run: RunConfig, local_steps: int, seed: int | None, *, device: torch.device | str = "cpu",
                   public_dataset_size: int | None) -> LocalTrainingConfig:
     return LocalTrainingConfig(
         local_steps=local_steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
         learning_rate_g=run.learning_rate_g, seed=seed, public_dataset_size=public_dataset_size,
-        mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema,
+        mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema, device=device,
     )
 
 
@@ -175,9 +190,10 @@ def _train_reply(num_examples: float, epsilon: float, result: LocalTrainingResul
 
 
 def _train_non_private(site: SiteConfig, run: RunConfig, gan: GanPair, data: SiteData, local_steps: int,
-                       seed: int | None, server_round: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+                       seed: int | None, server_round: int, device: torch.device
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The non-private control: exact counts, no ledger, and no privacy claim at all."""
-    config = _local_config(run, local_steps, seed, public_dataset_size=None)
+    config = _local_config(run, local_steps, seed, device=device, public_dataset_size=None)
     prior = class_counts(data) / len(data.labels)
     result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=None,
                              fake_label_prior=prior)
