@@ -18,6 +18,7 @@ from medgan_core.data.site_data import SiteData
 from medgan_core.device import resolve_device
 from medgan_core.errors import ConfigError
 from medgan_core.models import GanPair, build_gan
+from medgan_core.modalities import get_modality
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.site.config import SiteConfig
 from medgan_core.site.data import site_training_data
@@ -92,10 +93,13 @@ def train_round(
         charged = ledger.charge(run_id=run_id, server_round=server_round, noise_multiplier=noise,
                                 sample_rate=sample_rate, steps=local_steps, unit=unit)
 
+        # The unit in words on every epsilon: "patient", or the modality's record ("beat", "image").
+        unit_word = "patient" if ledger.unit == "patient" else get_modality(site.modality).record_word
+
         def progress(step: int, total: int, metrics: dict[str, float]) -> None:
             logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon %.3f per %s "
                         "(this round charged)", server_round, site.site_id, step, total, metrics["d_loss"],
-                        metrics["g_loss"], ledger.epsilon_spent(), ledger.unit)
+                        metrics["g_loss"], ledger.epsilon_spent(), unit_word)
 
         patient_level = unit == "patient"
         config = _local_config(run, local_steps, seed, device=device,
@@ -106,7 +110,7 @@ def train_round(
         # A history that does not fit the charge raises here: the update then never leaves.
         entry = ledger.settle(charged, result.dp_history)
         logger.info("round %d | %s | released update, epsilon %.3f of %.3f per %s (delta %g)", server_round,
-                    site.site_id, entry.epsilon_after, ledger.target_epsilon, ledger.unit, ledger.target_delta)
+                    site.site_id, entry.epsilon_after, ledger.target_epsilon, unit_word, ledger.target_delta)
     return gan_state(gan), _train_reply(float(release.public_size), entry.epsilon_after, result, noise)
 
 
