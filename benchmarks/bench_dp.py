@@ -7,7 +7,7 @@
 2. Flower's overhead: the wall time of one simulated round vs the same local work run
    directly (same sites, same parallelism). Target: at most 1.10x with >= 30 s of work.
 
-    .venv/bin/python benchmarks/bench_dp.py [--steps 150] [--repeats 3] [--round-steps 300] [--skip-round]
+    .venv/bin/python benchmarks/bench_dp.py [--steps 40] [--repeats 5] [--round-steps 300] [--skip-round]
         [--device auto|cpu|cuda|cuda:N] [--modes non-dp,fused] [--json OUT.json]
 
 ``--device`` (default ``cpu``) runs table 1 there; on CUDA the D-step timer synchronises
@@ -34,7 +34,12 @@ MODES = ("non-dp", "fused", "hooks", "ghost", "functorch")
 sys.path.insert(0, str(ROOT))
 
 
-def _throughput_worker(mode: str, steps: int, batch_size: int, device_name: str = "cpu") -> dict:
+def _throughput_worker(modes: list[str], steps: int, batch_size: int, device_name: str = "cpu",
+                       repeats: int = 1) -> dict:
+    """Time every mode in this one process, interleaved: ``repeats`` rounds of (non-DP,
+    fused, hooks, ...), ``steps`` local steps each. Load that drifts on a shared machine
+    then hits every mode alike; per-mode peak memory is measured elsewhere (one process
+    per mode). Returns per mode the list of (seconds, D-step seconds) per repeat."""
     import torch
 
     torch.set_num_threads(1)
@@ -64,56 +69,82 @@ def _throughput_worker(mode: str, steps: int, batch_size: int, device_name: str 
 
     beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
     x, y = torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
-    dp = None if mode == "non-dp" else DPSettings(noise_multiplier=1.0, grad_sample_mode=mode)
-    config = LocalTrainingConfig(local_steps=steps, batch_size=batch_size, device=device)
-    train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, dp=dp,
-                    config=LocalTrainingConfig(local_steps=5, batch_size=batch_size, device=device))  # warm-up
-    d_step_seconds[0] = 0.0
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config, dp=dp)
-    if cuda:
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"mode": mode, "device": str(device), "seconds": seconds, "samples_per_s": steps * batch_size / seconds,
-            "d_samples_per_s": steps * batch_size / d_step_seconds[0], "peak_mb": peak,
-            "gpu": torch.cuda.get_device_name(device) if cuda else None}
 
+    def run(mode: str, local_steps: int) -> tuple[float, float]:
+        dp = None if mode == "non-dp" else DPSettings(noise_multiplier=1.0, grad_sample_mode=mode)
+        config = LocalTrainingConfig(local_steps=local_steps, batch_size=batch_size, device=device)
+        d_step_seconds[0] = 0.0
+        if cuda:
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config, dp=dp)
+        if cuda:
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start, d_step_seconds[0]
 
-def bench_throughput(steps: int, batch_size: int, *, repeats: int = 3, device: str = "cpu",
-                     modes: tuple[str, ...] = MODES) -> list[dict]:
-    """Table 1: each mode ``repeats`` times, the modes interleaved (non-DP, fused, hooks,
-    ..., then again), each run in its own process. Slowdowns are medians of per-repeat
-    ratios to the same repeat's non-DP run, so load that drifts on a shared machine hits
-    both sides. ``modes`` must start with ``non-dp`` (the baseline)."""
-    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
+    for mode in modes:
+        run(mode, 5)  # warm-up
+    times: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
     for _ in range(repeats):
         for mode in modes:
-            out = subprocess.run([sys.executable, __file__, "--worker", mode, "--steps", str(steps),
-                                  "--batch-size", str(batch_size), "--device", device],
-                                 capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                sys.exit(f"bench_dp: the {mode} worker failed:\n{out.stderr.strip()}")
-            runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            times[mode].append(run(mode, steps))
+    return {"device": str(device), "gpu": torch.cuda.get_device_name(device) if cuda else None, "times": times}
+
+
+def _memory_worker(mode: str, steps: int, batch_size: int, device_name: str = "cpu") -> dict:
+    """Peak memory of one mode alone in a fresh process: RSS on the CPU, allocated on a GPU."""
+    import torch
+
+    torch.set_num_threads(1)
+    from medgan_core.data.ecg import EcgConfig, load_ecg_records
+    from medgan_core.device import resolve_device
+    from medgan_core.models.registry import create_gan
+    from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
+
+    device = resolve_device(device_name, where="bench_dp", key="--device")
+    beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
+    x, y = torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
+    dp = None if mode == "non-dp" else DPSettings(noise_multiplier=1.0, grad_sample_mode=mode)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, dp=dp,
+                    config=LocalTrainingConfig(local_steps=steps, batch_size=batch_size, device=device))
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"mode": mode, "peak_mb": peak}
+
+
+def _worker(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"bench_dp: worker {' '.join(args)} failed:\n{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_throughput(steps: int, batch_size: int, *, repeats: int = 5, device: str = "cpu",
+                     modes: tuple[str, ...] = MODES) -> list[dict]:
+    """Table 1. Throughput: all modes in one process, interleaved, ``repeats`` rounds of
+    ``steps`` steps each; slowdowns are medians of per-round ratios to the same round's
+    non-DP run. Peak memory: each mode alone in its own process. ``modes`` starts with
+    ``non-dp`` (the baseline)."""
+    common = ["--batch-size", str(batch_size), "--device", device]
+    timing = _worker(["--worker", ",".join(modes), "--steps", str(steps), "--repeats", str(repeats), *common])
+    peaks = {mode: _worker(["--memory-worker", mode, "--steps", "20", *common])["peak_mb"] for mode in modes}
+    times, n = timing["times"], steps * batch_size
     rows = []
     for mode in modes:
-        pairs = list(zip(runs["non-dp"], runs[mode]))
-        first = runs[mode][0]
+        pairs = list(zip(times["non-dp"], times[mode]))
         rows.append({
-            "mode": mode, "device": first["device"], "gpu": first["gpu"],
-            "samples_per_s": statistics.median(r["samples_per_s"] for r in runs[mode]),
-            "d_samples_per_s": statistics.median(r["d_samples_per_s"] for r in runs[mode]),
-            "slowdown": statistics.median(b["samples_per_s"] / r["samples_per_s"] for b, r in pairs),
-            "d_slowdown": statistics.median(b["d_samples_per_s"] / r["d_samples_per_s"] for b, r in pairs),
-            "peak_mb": max(r["peak_mb"] for r in runs[mode]),
+            "mode": mode, "device": timing["device"], "gpu": timing["gpu"],
+            "samples_per_s": statistics.median(n / t for t, _ in times[mode]),
+            "d_samples_per_s": statistics.median(n / d for _, d in times[mode]),
+            "slowdown": statistics.median(t / b for (b, _), (t, _) in pairs),
+            "d_slowdown": statistics.median(d / bd for (_, bd), (_, d) in pairs),
+            "peak_mb": peaks[mode],
         })
     where = rows[0]["gpu"] or "CPU"
-    print(f"\nDP vs non-DP local GAN training on {rows[0]['device']} ({where}), {steps} steps, "
-          f"batch {batch_size} real samples, 1 CPU thread, median of {repeats} interleaved repeats")
+    print(f"\nDP vs non-DP local GAN training on {rows[0]['device']} ({where}), batch {batch_size} real samples, "
+          f"1 CPU thread; {repeats} interleaved rounds of {steps} steps per mode, median ratios")
     peak = "peak GPU MB" if rows[0]["gpu"] else "peak RSS MB"
     print(f"{'mode':<9} {'step samples/s':>15} {'slowdown':>9} {'D-step samples/s':>17} {'slowdown':>9} "
           f"{peak:>12}")
@@ -192,9 +223,10 @@ def bench_round(local_steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker")
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per mode (median ratios)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per mode (median ratios)")
+    parser.add_argument("--memory-worker")
     parser.add_argument("--round-steps", type=int, default=300)
     parser.add_argument("--skip-round", action="store_true")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (table 1 only)")
@@ -203,7 +235,11 @@ def main() -> None:
     parser.add_argument("--json", help="also write table 1's rows to this JSON file")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(_throughput_worker(args.worker, args.steps, args.batch_size, args.device)))
+        print(json.dumps(_throughput_worker(args.worker.split(","), args.steps, args.batch_size, args.device,
+                                            args.repeats)))
+        return
+    if args.memory_worker:
+        print(json.dumps(_memory_worker(args.memory_worker, args.steps, args.batch_size, args.device)))
         return
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or modes[0] != "non-dp" or set(modes) - set(MODES):
