@@ -243,6 +243,15 @@ def test_an_explicit_noise_multiplier_is_charged_at_its_joint_value(tmp_path):
     assert charged["noise_multiplier"] == pytest.approx(1.5 / math.sqrt(2), rel=1e-12)
 
 
+def test_the_run_config_refuses_a_vaegan_at_patient_level():
+    from medgan_core.config import RunConfig
+
+    with pytest.raises(ConfigError, match=r"vaegan2d.*privacy-unit = 'record'"):
+        RunConfig(modality="xray", model="vaegan2d").validate()  # X-ray defaults to the patient
+    RunConfig(modality="xray", model="vaegan2d", privacy_unit="record").validate()
+    RunConfig(modality="ecg", model="vaegan1d").validate()
+
+
 def test_a_patient_level_site_refuses_a_vaegan_before_spending_anything(tmp_path):
     from dataclasses import replace
 

@@ -69,17 +69,17 @@ def train_round(
             raise NonPrivateRefused(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
         return _train_non_private(site, run, gan, data, local_steps, seed, server_round)
 
+    if site.unit(run) == "patient" and gan.encoder is not None:
+        # Before the ledger is opened: a refused round spends and writes nothing.
+        raise ConfigError(f"{site.site_id}: model={run.model!r} trains its encoder and generator on real records, "
+                          "and patient-level clipping of that step is not implemented; use privacy-unit='record' "
+                          "(the site's [privacy] unit too), or a plain GAN variant for patient-level DP")
     # The lock is held from the budget check through the recorded release, and the round is
     # charged at its planned cost before training: a concurrent round waits (or is refused
     # as busy), and a crash at any point leaves the spend counted, never lost.
     with PrivacyLedger.locked(site.ledger_path, target_epsilon=site.target_epsilon,
                               target_delta=site.target_delta) as ledger:
         unit = site.unit(run)
-        if unit == "patient" and gan.encoder is not None:
-            # Before the size release: a refused round spends nothing.
-            raise ConfigError(f"{site.site_id}: model={run.model!r} trains its encoder and generator on real records, "
-                              "and patient-level clipping of that step is not implemented; use privacy-unit='record' "
-                              "(the site's [privacy] unit too), or a plain GAN variant for patient-level DP")
         release = size_release(site, run, data, ledger, run_id, unit)
         if unit == "patient":
             dp, sample_rate, noise = _patient_dp(site, run, release, ledger, server_round, local_steps)
