@@ -135,6 +135,23 @@ def test_a_vaegan_round_records_one_joint_entry():
     assert result.dp_history == [(pytest.approx(1.2 / math.sqrt(2), rel=1e-15), 32 / 96, 3)]
 
 
+def test_a_seeded_dp_round_trains_vaegan2d_encoder_generator_and_discriminator():
+    torch.manual_seed(0)
+    gan = create_gan("vaegan2d", image_size=16)
+    before = {k: v.clone() for k, v in gan_state(gan).items()}
+    images = torch.rand(24, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    labels = torch.arange(24) % 2
+
+    result = train_local_gan(gan=gan, beats=images, labels=labels,
+                             config=LocalTrainingConfig(local_steps=2, batch_size=8, seed=0),
+                             dp=DPSettings(noise_multiplier=1.0, grad_sample_mode="hooks"))
+
+    after = gan_state(gan)
+    for prefix in ("encoder.", "generator.", "discriminator."):
+        assert any(not torch.equal(before[k], after[k]) for k in after if k.startswith(prefix)), prefix
+    assert result.dp_history == [(pytest.approx(1 / math.sqrt(2), rel=1e-15), 8 / 24, 2)]
+
+
 # ---- the DP VAE step ---------------------------------------------------------------------
 
 def _one_vae_step(private: bool, real: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -10,6 +10,7 @@ averages a VAE-GAN's encoder like every other weight. The encoder is trained und
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ def gan_state(gan: GanPair) -> "OrderedDict[str, torch.Tensor]":
     return state
 
 
-def load_gan_state(gan: GanPair, state: dict[str, torch.Tensor | np.ndarray]) -> None:
+def load_gan_state(gan: GanPair, state: Mapping[str, torch.Tensor | np.ndarray]) -> None:
     """Load a flat prefixed state; missing or unexpected keys raise ``KeyError``."""
     parts = _parts(gan)
     known = tuple(prefix for prefix, _ in parts)

@@ -81,6 +81,7 @@ def train_round(
                               target_delta=site.target_delta) as ledger:
         unit = site.unit(run)
         release = size_release(site, run, data, ledger, run_id, unit)
+        dp: DPSettings | PatientDPSettings
         if unit == "patient":
             dp, sample_rate, noise = _patient_dp(site, run, release, ledger, server_round, local_steps)
             charged_noise = noise
