@@ -78,7 +78,7 @@ def test_a_good_site_file_reads_with_types_and_defaults(tmp_path):
     ({"limits": 'allow-non-private = "no"'}, r"\[limits\] allow-non-private = 'no' is invalid; use true or false, unquoted"),
     ({"limits": "allow-non-private = 1"}, r"allow-non-private = 1 is invalid; use true or false"),
     ({"data": 'modality = "ecg"\ndir = "."\nrecords = "100"'}, r"\[data\] records = '100' is invalid; use a list"),
-    ({"data": 'modality = "mri"\ndir = "."'}, r"\[data\] modality = 'mri' is invalid; use one of 'ecg', 'xray'"),
+    ({"data": 'modality = "mri"\ndir = "."'}, r"\[data\] modality = 'mri' is invalid; use one of 'ecg', 'ecg12', 'xray'"),
     ({"limits": "max-local-steps = -5"}, r"max-local-steps = -5 is invalid; use a whole number from 1"),
     ({"limits": "max-local-step = 5"}, r"unknown key \[limits\] max-local-step; known keys in \[limits\]"),
     ({"privacy": None}, r"section \[privacy\] is missing"),

@@ -58,6 +58,7 @@ from medgan_core.config import DEFAULT_GRAD_SAMPLE_MODE
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
 from medgan_core.training import grad_samplers  # noqa: F401  (registers the faster Conv1d sampler)
+from medgan_core.training.fused_dp import FusedDPGradients
 from medgan_core.training.patient_dp import PatientDPSettings, train_local_gan_per_patient
 from medgan_core.training.vae_dp import DPVaeStep, PlainVaeStep, round_history
 from medgan_core.training.steps import (
@@ -94,8 +95,11 @@ class DPSettings:
     Attributes:
         noise_multiplier: Noise std / clipping norm.
         max_grad_norm: Per-sample gradient clipping norm C.
-        grad_sample_mode: Opacus mode; "ghost" computes per-sample gradient *norms*
-            without materialising per-sample gradients (fast gradient clipping).
+        grad_sample_mode: How per-sample gradients are clipped. ``"fused"``: this
+            project's one-pass clip-and-noise (:mod:`medgan_core.training.fused_dp`),
+            the same mechanism as Opacus's, for Linear/Conv/Embedding discriminators;
+            ``"hooks"``: Opacus's per-sample gradients, any layer Opacus supports;
+            ``"ghost"``: Opacus's fast gradient clipping (norms without materialising).
     """
 
     noise_multiplier: float
@@ -181,6 +185,14 @@ def train_local_gan(
         # Our own Poisson sampler at the public rate q; Opacus must not derive q (or the
         # averaging denominator) from len(dataset), which is the private count.
         loader = DPDataLoader(dataset, sample_rate=sample_rate, generator=sampling_rng)
+    fused: FusedDPGradients | None = None
+    if dp is not None and dp.grad_sample_mode == "fused":
+        # Same clipping, noise and averaging as Opacus's optimizer, one backward pass.
+        fused = FusedDPGradients(discriminator, noise_multiplier=dp.noise_multiplier,
+                                 max_grad_norm=dp.max_grad_norm, expected_batch_size=config.batch_size,
+                                 noise_generator=noise_rng)
+        criterion = _adversarial_loss(gan.loss, reduction="none")
+    elif dp is not None:
         engine = PrivacyEngine(accountant="rdp")
         with warnings.catch_warnings():
             # "Secure RNG turned off": Opacus's secure mode needs torchcsprng, which does not
@@ -212,7 +224,7 @@ def train_local_gan(
     for step in range(1, config.local_steps + 1):
         real, real_labels = next(batches)
         d_loss, d_loss_fake = _discriminator_step(
-            gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng)
+            gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng, fused)
         d_losses.append(d_loss)
         d_fake_losses.append(d_loss_fake)
         if vae_step is not None:
@@ -235,7 +247,10 @@ def train_local_gan(
         # by Opacus's hook, whose q would be 1 / len(loader).
         dp_history = round_history(gan, noise_multiplier=dp.noise_multiplier, sample_rate=sample_rate,
                                    steps=config.local_steps)
-        _unwrap(discriminator)
+        if fused is not None:
+            fused.close()
+        else:
+            _unwrap(discriminator)
     return LocalTrainingResult(
         d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-tail:]) / tail),
         d_loss_fake=float(sum(d_fake_losses[-tail:]) / tail),
@@ -264,7 +279,8 @@ def _cycle(loader: DataLoader):
 
 def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.optim.Optimizer,
                         criterion: nn.Module, real: torch.Tensor, real_labels: torch.Tensor,
-                        fake_count: int, prior: torch.Tensor, rng: torch.Generator) -> tuple[float, float]:
+                        fake_count: int, prior: torch.Tensor, rng: torch.Generator,
+                        fused: FusedDPGradients | None = None) -> tuple[float, float]:
     with torch.no_grad():
         fake_labels = _prior_labels(fake_count, prior, rng)
         fake = gan.generator(torch.randn(fake_count, gan.latent_dim, generator=rng), fake_labels)
@@ -272,9 +288,16 @@ def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch
     labels = torch.cat([real_labels, fake_labels])
     targets = torch.cat([torch.ones(len(real)), torch.zeros(fake_count)])
     optimizer.zero_grad(set_to_none=True)
-    scores = discriminator(inputs, labels)
-    loss = criterion(scores, targets)
-    loss.backward()
+    if fused is None:
+        scores = discriminator(inputs, labels)
+        loss = criterion(scores, targets)
+        loss.backward()
+    else:
+        with fused.capture():
+            scores = discriminator(inputs, labels)
+        per_sample = criterion(scores, targets)  # reduction "none"
+        fused.backward(per_sample)
+        loss = per_sample.mean()
     optimizer.step()
     if gan.loss == "wasserstein":
         gan.discriminator.enforce_lipschitz()  # on the privatised weights: post-processing

@@ -67,7 +67,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_PER_SAMPLE_MODES = ("hooks", "functorch")
+# "fused" is record-level; per patient it means Opacus's per-record gradients ("hooks").
+_PER_SAMPLE_MODES = ("fused", "hooks", "functorch")
 
 
 @dataclass(frozen=True)

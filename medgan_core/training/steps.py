@@ -112,8 +112,9 @@ class WassersteinLoss(nn.modules.loss._Loss):
 _LOSSES = ("bce", "wasserstein")
 
 
-def adversarial_loss(kind: str) -> nn.Module:
-    return WassersteinLoss() if kind == "wasserstein" else nn.BCEWithLogitsLoss()
+def adversarial_loss(kind: str, reduction: str = "mean") -> nn.Module:
+    """The discriminator's loss; ``reduction="none"`` gives one loss per sample."""
+    return WassersteinLoss(reduction=reduction) if kind == "wasserstein" else nn.BCEWithLogitsLoss(reduction=reduction)
 
 
 def _generator_loss(kind: str, scores: torch.Tensor) -> torch.Tensor:
