@@ -127,6 +127,18 @@ GOLDEN_COMPOSED_EPSILON = 7.454249120329526
 GOLDEN_D_ALONE_EPSILON = 3.1442564752172406
 
 
+def test_the_calculator_plans_two_mechanisms_at_the_joint_multiplier(capsys):
+    common = ["--dataset-size", "4000", "--batch-size", "64", "--rounds", "4", "--local-steps", "200"]
+    assert main(["privacy", "epsilon", *common, "--noise-multiplier", "1.0", "--mechanisms", "2"]) == 0
+    spent = json.loads(capsys.readouterr().out)
+    assert spent["epsilon"] == pytest.approx(epsilon_from_history([(1 / math.sqrt(2), 0.016, 800)], delta=1e-5))
+
+    assert main(["privacy", "noise", *common, "--epsilon", "10", "--mechanisms", "2"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["noise_multiplier"] == pytest.approx(planned["joint_noise_multiplier"] * math.sqrt(2))
+    assert planned["epsilon_at_that_noise"] <= 10.0
+
+
 def test_a_vaegan_round_records_one_joint_entry():
     x, y = _beats()
     result = train_local_gan(gan=create_gan("vaegan1d"), beats=x, labels=y,
