@@ -8,6 +8,11 @@
    directly (same sites, same parallelism). Target: at most 1.10x with >= 30 s of work.
 
     .venv/bin/python benchmarks/bench_dp.py [--steps 150] [--repeats 3] [--round-steps 300] [--skip-round]
+        [--device auto|cpu|cuda|cuda:N] [--modes non-dp,fused] [--json OUT.json]
+
+``--device`` (default ``cpu``) runs table 1 there; on CUDA the D-step timer synchronises
+the GPU and the peak column is the GPU's peak allocated memory. ``bash benchmarks/bench_gpu.sh``
+runs it on CUDA.
 """
 
 from __future__ import annotations
@@ -29,23 +34,30 @@ MODES = ("non-dp", "fused", "hooks", "ghost", "functorch")
 sys.path.insert(0, str(ROOT))
 
 
-def _throughput_worker(mode: str, steps: int, batch_size: int) -> dict:
+def _throughput_worker(mode: str, steps: int, batch_size: int, device_name: str = "cpu") -> dict:
     import torch
 
     torch.set_num_threads(1)
     from medgan_core.data.ecg import EcgConfig, load_ecg_records
+    from medgan_core.device import resolve_device
     from medgan_core.models.registry import create_gan
     from medgan_core.training import dp_gan
     from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
 
+    device = resolve_device(device_name, where="bench_dp", key="--device")
+    cuda = device.type == "cuda"
     d_step_seconds = [0.0]
     timed = dp_gan._discriminator_step
 
     def discriminator_step_timer(*args, **kwargs):  # the part DP changes
+        if cuda:
+            torch.cuda.synchronize(device)  # time this step's kernels, not the queue before it
         start = time.perf_counter()
         try:
             return timed(*args, **kwargs)
         finally:
+            if cuda:
+                torch.cuda.synchronize(device)
             d_step_seconds[0] += time.perf_counter() - start
 
     dp_gan._discriminator_step = discriminator_step_timer
@@ -53,49 +65,65 @@ def _throughput_worker(mode: str, steps: int, batch_size: int) -> dict:
     beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
     x, y = torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
     dp = None if mode == "non-dp" else DPSettings(noise_multiplier=1.0, grad_sample_mode=mode)
-    config = LocalTrainingConfig(local_steps=steps, batch_size=batch_size)
+    config = LocalTrainingConfig(local_steps=steps, batch_size=batch_size, device=device)
     train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, dp=dp,
-                    config=LocalTrainingConfig(local_steps=5, batch_size=batch_size))  # warm-up
+                    config=LocalTrainingConfig(local_steps=5, batch_size=batch_size, device=device))  # warm-up
     d_step_seconds[0] = 0.0
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config, dp=dp)
+    if cuda:
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    return {"mode": mode, "seconds": seconds, "samples_per_s": steps * batch_size / seconds,
-            "d_samples_per_s": steps * batch_size / d_step_seconds[0],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"mode": mode, "device": str(device), "seconds": seconds, "samples_per_s": steps * batch_size / seconds,
+            "d_samples_per_s": steps * batch_size / d_step_seconds[0], "peak_mb": peak,
+            "gpu": torch.cuda.get_device_name(device) if cuda else None}
 
 
-def bench_throughput(steps: int, batch_size: int, repeats: int) -> list[dict]:
-    """Each mode ``repeats`` times, the modes interleaved (non-DP, fused, hooks, ..., then
-    again), each run in its own process. Slowdowns are medians of per-repeat ratios to the
-    same repeat's non-DP run, so load that drifts on a shared machine hits both sides."""
-    runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+def bench_throughput(steps: int, batch_size: int, *, repeats: int = 3, device: str = "cpu",
+                     modes: tuple[str, ...] = MODES) -> list[dict]:
+    """Table 1: each mode ``repeats`` times, the modes interleaved (non-DP, fused, hooks,
+    ..., then again), each run in its own process. Slowdowns are medians of per-repeat
+    ratios to the same repeat's non-DP run, so load that drifts on a shared machine hits
+    both sides. ``modes`` must start with ``non-dp`` (the baseline)."""
+    runs: dict[str, list[dict]] = {mode: [] for mode in modes}
     for _ in range(repeats):
-        for mode in MODES:
+        for mode in modes:
             out = subprocess.run([sys.executable, __file__, "--worker", mode, "--steps", str(steps),
-                                  "--batch-size", str(batch_size)], capture_output=True, text=True, check=True)
+                                  "--batch-size", str(batch_size), "--device", device],
+                                 capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                sys.exit(f"bench_dp: the {mode} worker failed:\n{out.stderr.strip()}")
             runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
     rows = []
-    for mode in MODES:
+    for mode in modes:
         pairs = list(zip(runs["non-dp"], runs[mode]))
+        first = runs[mode][0]
         rows.append({
-            "mode": mode,
+            "mode": mode, "device": first["device"], "gpu": first["gpu"],
             "samples_per_s": statistics.median(r["samples_per_s"] for r in runs[mode]),
             "d_samples_per_s": statistics.median(r["d_samples_per_s"] for r in runs[mode]),
             "slowdown": statistics.median(b["samples_per_s"] / r["samples_per_s"] for b, r in pairs),
             "d_slowdown": statistics.median(b["d_samples_per_s"] / r["d_samples_per_s"] for b, r in pairs),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[mode]),
+            "peak_mb": max(r["peak_mb"] for r in runs[mode]),
         })
-    print(f"\nDP vs non-DP local GAN training, {steps} steps, batch {batch_size} real samples, 1 thread, "
-          f"median of {repeats} interleaved repeats")
+    where = rows[0]["gpu"] or "CPU"
+    print(f"\nDP vs non-DP local GAN training on {rows[0]['device']} ({where}), {steps} steps, "
+          f"batch {batch_size} real samples, 1 CPU thread, median of {repeats} interleaved repeats")
+    peak = "peak GPU MB" if rows[0]["gpu"] else "peak RSS MB"
     print(f"{'mode':<9} {'step samples/s':>15} {'slowdown':>9} {'D-step samples/s':>17} {'slowdown':>9} "
-          f"{'peak RSS MB':>12}")
+          f"{peak:>12}")
     for r in rows:
         print(f"{r['mode']:<9} {r['samples_per_s']:>15.0f} {r['slowdown']:>8.2f}x "
-              f"{r['d_samples_per_s']:>17.0f} {r['d_slowdown']:>8.2f}x {r['peak_rss_mb']:>12.0f}")
-    fused = next(r for r in rows if r["mode"] == "fused")
-    print(f"dp_step_ratio={fused['slowdown']:.2f} d_step_ratio={fused['d_slowdown']:.2f} (fused, the default; "
-          "targets 1.3 and 1.6)")
+              f"{r['d_samples_per_s']:>17.0f} {r['d_slowdown']:>8.2f}x {r['peak_mb']:>12.0f}")
+    fused = next((r for r in rows if r["mode"] == "fused"), None)
+    if fused is not None:
+        print(f"dp_step_ratio={fused['slowdown']:.2f} d_step_ratio={fused['d_slowdown']:.2f} "
+              "(fused, the default; targets 1.3 and 1.6)")
     return rows
 
 
@@ -169,11 +197,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per mode (median ratios)")
     parser.add_argument("--round-steps", type=int, default=300)
     parser.add_argument("--skip-round", action="store_true")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (table 1 only)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, non-dp first (default {','.join(MODES)})")
+    parser.add_argument("--json", help="also write table 1's rows to this JSON file")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(_throughput_worker(args.worker, args.steps, args.batch_size)))
+        print(json.dumps(_throughput_worker(args.worker, args.steps, args.batch_size, args.device)))
         return
-    bench_throughput(args.steps, args.batch_size, args.repeats)
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if not modes or modes[0] != "non-dp" or set(modes) - set(MODES):
+        parser.error(f"--modes: non-dp first, then any of {', '.join(MODES[1:])}")
+    rows = bench_throughput(args.steps, args.batch_size, repeats=args.repeats, device=args.device, modes=modes)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if not args.skip_round:
         bench_round(args.round_steps)
 

@@ -151,6 +151,7 @@ def site_report(site: SiteConfig) -> str:
                      + patient_feasibility(site, schedule).verdict)
     lines.append(f"limits: at most {site.max_local_steps} local steps per round; non-private training "
                  + ("allowed" if site.allow_non_private else "refused"))
+    lines.append("device: " + _device_line(site))
     lines.append("shared per training round: the GAN weights (generator + discriminator, DP-SGD on the "
                  "discriminator) and the scalars " + ", ".join(TRAIN_REPLY)
                  + "; once per site: the class counts with Gaussian noise (charged; the public size and FedAvg "
@@ -159,6 +160,18 @@ def site_report(site: SiteConfig) -> str:
                  + ". Every key is declared in privacy/releases.py; no record, sample or per-patient value "
                    "leaves the site.")
     return "\n".join(lines)
+
+
+def _device_line(site: SiteConfig) -> str:
+    """Where this site trains; a ``[site] device`` this machine cannot give is a ConfigError here."""
+    import torch
+
+    from medgan_core.device import resolve_device
+
+    if site.device is None:
+        here = f"cuda ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else "cpu (PyTorch sees no GPU)"
+        return f"as the run asks (its default 'auto' is {here} here; set [site] device to fix it)"
+    return f"[site] device = {site.device!r}: {resolve_device(site.device, where=site.site_id, key='[site] device')}"
 
 
 def _spent(site: SiteConfig) -> str:

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="output directory (default RUN_DIR/generated)")
     parser.add_argument("--fs", type=int, default=360, help="ECG: sampling rate of the written records")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto",
+                        help="where the generator runs: auto (CUDA when PyTorch sees a GPU, else CPU), cpu, cuda, "
+                             "cuda:N (default auto)")
     parser.set_defaults(func=generate)
 
 
@@ -35,12 +38,15 @@ def generate(args: argparse.Namespace) -> int:
     out = Path(args.out or Path(args.run_dir) / "generated")
     at_least_one("--n", args.n, "synthetic samples per class")
     _check_fs(args.fs)
+    from medgan_core.device import resolve_device
+
+    device = resolve_device(args.device, where="", key="--device")
     run = load_run(args.run_dir, checkpoint=True)
     check_out(out)
     from medgan_core.generate import load_run_gan, sample_per_class
     from medgan_core.modalities import get_modality
 
-    gan, run = load_run_gan(args.run_dir, run=run)  # config.json is read once, by load_run
+    gan, run = load_run_gan(args.run_dir, run=run, device=device)  # config.json is read once, by load_run
     samples, labels = sample_per_class(gan, args.n, seed=args.seed)
     modality = get_modality(run.modality)
     paths = write_staged(out, lambda staging: modality.export(samples, labels, staging, fs=args.fs))

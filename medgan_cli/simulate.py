@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     parser.add_argument("--ray-address", help="run the simulated sites on an existing Ray cluster, e.g. "
                         "127.0.0.1:6379 from `ray start --head` (default: a private Ray instance on this machine)")
+    parser.add_argument("--gpus-per-site", type=float, default=None, metavar="SHARE",
+                        help="GPU share Ray reserves for each simulated site, e.g. 0.25 (four sites per GPU) or 1; "
+                             "default none: the sites train on the CPU")
     parser.set_defaults(func=simulate)
 
     parser = sub.add_parser("status", help="rounds done, each site's epsilon and refusals, last metrics of a run")
@@ -44,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def simulate(args: argparse.Namespace) -> int:
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    from simulations.federation import resolve_run_config
+    from simulations.federation import check_gpus_per_site, resolve_run_config
 
+    check_gpus_per_site(args.gpus_per_site, ray_address=args.ray_address or None)
     overrides = parse_overrides(args.run_config or [])
     if args.run_dir:
         overrides["run-dir"] = args.run_dir
@@ -53,10 +57,11 @@ def simulate(args: argparse.Namespace) -> int:
     run_dir = Path(run.run_dir)
     with exclusive_run_dir(run_dir):
         return _simulate(run, run_dir, overwrite=args.overwrite, verbose=args.verbose,
-                         ray_address=args.ray_address or None)
+                         ray_address=args.ray_address or None, gpus_per_site=args.gpus_per_site)
 
 
-def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool, ray_address: str | None) -> int:
+def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool, ray_address: str | None,
+              gpus_per_site: float | None) -> int:
     from medgan_core.run_dir import RunDirectory
     from simulations.audit import write_canary_manifest
     from simulations.federation import check_patient_level_feasible, run_federation
@@ -71,7 +76,7 @@ def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool, 
         shutil.rmtree(run_dir)
     started = time.time()
     write_canary_manifest(run)  # inclusion bits stay in the run dir, with the auditor
-    run_federation(run, verbose=verbose, ray_address=ray_address)
+    run_federation(run, verbose=verbose, ray_address=ray_address, gpus_per_site=gpus_per_site)
 
     history = RunDirectory(run_dir).read_metrics()
     refused = refusal_summary(history)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from medgan_core.device import DEVICE_RULE
 from medgan_core.errors import ConfigError
 from medgan_core.schema import Rule, coerce, finite_in, non_negative_int, one_of, positive_int
 
@@ -76,6 +77,10 @@ class RunConfig:
     leads: str = ""
     # A run directory whose latest checkpoint this run continues from ("" = start fresh).
     resume_from: str = ""
+    # Where sites train, and where the report and `medgan generate` run: "auto" (CUDA when
+    # PyTorch sees a GPU, else the CPU), "cpu", "cuda" or "cuda:N". A site's own
+    # [site] device wins (it is the site's hardware); medgan_core.device resolves it.
+    device: str = "auto"
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], *, where: str = "run-config") -> "RunConfig":
@@ -190,4 +195,5 @@ _RULES: dict[str, Rule] = {
     "image_size": Rule(int, lambda v: v in (32, 64, 128), "32, 64 or 128"),
     "leads": _TEXT,
     "resume_from": _TEXT,
+    "device": DEVICE_RULE,
 }

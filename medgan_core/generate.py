@@ -48,8 +48,8 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     return replace(run, run_dir=str(directory.root.resolve()))
 
 
-def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt", *, run: RunConfig | None = None
-                 ) -> tuple[GanPair, RunConfig]:
+def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt", *, run: RunConfig | None = None,
+                 device: torch.device | str = "cpu") -> tuple[GanPair, RunConfig]:
     """The GAN of a finished (or running) federation, from its run directory.
 
     Args:
@@ -57,6 +57,8 @@ def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt", *, run: Run
         checkpoint: The checkpoint file in its ``checkpoints/``.
         run: The run's configuration, if the caller has already read it
             (:func:`load_run_config`); read from ``run_dir/config.json`` otherwise.
+        device: Where the generator and discriminator are put (a resolved device,
+            :func:`medgan_core.device.resolve_device`).
     """
     directory = RunDirectory(run_dir)
     run = run if run is not None else load_run_config(run_dir)
@@ -65,20 +67,25 @@ def load_run_gan(run_dir: str | Path, checkpoint: str = "latest.pt", *, run: Run
                           "(see its metrics.jsonl for refusals) or the directory is incomplete")
     gan = build_gan(run)
     load_gan_state(gan, directory.load_checkpoint(checkpoint)["state"])
-    gan.generator.eval()
-    gan.discriminator.eval()
+    gan.generator.to(device).eval()
+    gan.discriminator.to(device).eval()
     return gan, run
 
 
 def sample_per_class(gan: GanPair, n_per_class: int, *, seed: int = 0, batch: int = 512
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """``n_per_class`` samples of every class: arrays (N, C, ...) in model units and (N,) labels."""
+    """``n_per_class`` samples of every class: arrays (N, C, ...) in model units and (N,) labels.
+
+    Runs on the generator's device; the latents are drawn on the CPU, so a seed gives the
+    same latents on every device.
+    """
     rng = torch.Generator().manual_seed(seed)
     labels = torch.arange(gan.num_classes).repeat_interleave(n_per_class)
+    device = next(gan.generator.parameters()).device
     outputs = []
     with torch.no_grad():
         for start in track(range(0, len(labels), batch), description=f"generating {len(labels)} samples"):
             y = labels[start:start + batch]
             z = torch.randn(len(y), gan.latent_dim, generator=rng)
-            outputs.append(gan.generator(z, y))
+            outputs.append(gan.generator(z.to(device), y.to(device)).cpu())
     return torch.cat(outputs).numpy(), labels.numpy()

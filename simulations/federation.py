@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -19,12 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from flwr.common.config import get_fused_config_from_dir
 
 from medgan_core.config import RunConfig
+from medgan_core.errors import ConfigError
 from medgan_core.processes import console_script, flower_process_env
 
-__all__ = ["APP_DIR", "check_patient_level_feasible", "federation_config", "local_simulation_superlink",
+__all__ = ["APP_DIR", "check_gpus_per_site", "check_patient_level_feasible", "federation_config", "local_simulation_superlink",
            "resolve_run_config", "run_federation", "to_run_config_arg"]
 
 logger = logging.getLogger(__name__)
@@ -73,7 +76,7 @@ def check_patient_level_feasible(run: RunConfig) -> None:
 
 
 def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: bool = False,
-                   ray_address: str | None = None) -> None:
+                   ray_address: str | None = None, gpus_per_site: float | None = None) -> None:
     """Run ``run.num_server_rounds`` rounds over ``num_sites`` simulated SuperNodes.
 
     Each simulated node is one site (its partition id indexes ``site-records``). The run
@@ -88,15 +91,22 @@ def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: boo
         ray_address: An existing Ray cluster to run the sites' ClientApps on (e.g.
             ``"127.0.0.1:6379"`` from ``ray start --head``); ``None`` starts a private Ray
             instance with every local core. See :func:`federation_config`.
+        gpus_per_site: The GPU share Ray reserves for each site's ClientApp (e.g. 0.25:
+            four sites share one GPU); ``None`` asks for none, and Ray then hides the GPUs
+            from the sites (``device="auto"`` trains on the CPU).
 
     Raises:
+        ConfigError: ``gpus_per_site`` is not a valid Ray GPU share, or asks a private Ray
+            instance for GPUs on a machine where PyTorch sees none (Ray would wait forever).
         RuntimeError: The SuperLink did not start, or the run did not finish as completed.
     """
     num_sites = num_sites or len(run.site_record_groups())
+    check_gpus_per_site(gpus_per_site, ray_address=ray_address)
     cpus = os.cpu_count() or 1
     logger.info("simulating %d sites for %d rounds on %s; run dir %s", num_sites, run.num_server_rounds,
                 f"the Ray cluster at {ray_address}" if ray_address else f"{cpus} CPUs", run.run_dir)
-    federation = federation_config(num_sites=num_sites, cpus=cpus, verbose=verbose, ray_address=ray_address)
+    federation = federation_config(num_sites=num_sites, cpus=cpus, verbose=verbose, ray_address=ray_address,
+                                   gpus_per_site=gpus_per_site)
     with tempfile.TemporaryDirectory(prefix="medgan-flwr-") as home:
         with local_simulation_superlink(Path(home), ray_address=ray_address) as env:
             # Flower's log stream goes to this process's stderr, beside its other log lines;
@@ -111,9 +121,15 @@ def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: boo
         raise RuntimeError(f"the Flower run ended as {statuses}; see the log lines above")
 
 
-def federation_config(*, num_sites: int, cpus: int, verbose: bool = False, ray_address: str | None = None) -> str:
+def federation_config(*, num_sites: int, cpus: int, verbose: bool = False, ray_address: str | None = None,
+                      gpus_per_site: float | None = None) -> str:
     """The ``--federation-config`` of a simulated run: one CPU per ClientApp, so Ray runs
     ``floor(CPUs / 1)`` ClientApp actors side by side and the sites queue for them.
+
+    ``gpus_per_site`` adds ``client_resources_num_gpus``, only when given: each ClientApp
+    actor then also reserves that share of a GPU (Ray sets its ``CUDA_VISIBLE_DEVICES``),
+    so ``floor(GPUs / share)`` actors run at once. Without it the actors reserve no GPU,
+    and Ray hides the GPUs from them.
 
     A private Ray instance gets every local core (``init_args_num_cpus``). Flower 1.42's
     federation config has no field for a cluster address: Flower's Ray backend calls
@@ -122,10 +138,34 @@ def federation_config(*, num_sites: int, cpus: int, verbose: bool = False, ray_a
     existing cluster: the cluster's own resources decide the actors then.
     """
     parts = [f"num_supernodes={num_sites}", "client_resources_num_cpus=1"]
+    if gpus_per_site is not None:
+        parts.append(f"client_resources_num_gpus={gpus_per_site!r}")
     if ray_address is None:
         parts.append(f"init_args_num_cpus={cpus}")
     parts.append(f"verbose={'true' if verbose else 'false'}")
     return " ".join(parts)
+
+
+def check_gpus_per_site(gpus_per_site: float | None, *, ray_address: str | None = None) -> None:
+    """Refuse a GPU share Ray cannot schedule, before anything starts.
+
+    Ray takes a share in (0, 1] or a whole number of GPUs. A private Ray instance (no
+    ``ray_address``) sees this machine's GPUs only; asking it for a GPU share where PyTorch
+    sees none would leave every site waiting for a GPU forever. A cluster's GPUs may be on
+    other nodes, so there only the number is checked.
+
+    Raises:
+        ConfigError: naming ``--gpus-per-site``, the value and the fix.
+    """
+    if gpus_per_site is None:
+        return
+    if not (math.isfinite(gpus_per_site) and 0 < gpus_per_site and (gpus_per_site <= 1 or gpus_per_site.is_integer())):
+        raise ConfigError(f"--gpus-per-site {gpus_per_site!r} is invalid; use a share of one GPU in (0, 1] "
+                          "(0.25: four sites per GPU) or a whole number of GPUs")
+    if ray_address is None and not torch.cuda.is_available():
+        raise ConfigError(f"--gpus-per-site {gpus_per_site!r} asks Ray for GPUs, but PyTorch sees no GPU on this "
+                          "machine; fix: leave --gpus-per-site out (the sites train on the CPU), or run on a machine "
+                          "with an NVIDIA GPU and a CUDA build of PyTorch")
 
 
 def to_run_config_arg(mapping: dict[str, Any]) -> str:

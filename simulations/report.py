@@ -36,7 +36,8 @@ from medgan_core.evaluation import (
     evaluate_generator,
     feature_bandwidth,
 )
-from medgan_core.generate import load_run_gan
+from medgan_core.device import resolve_device
+from medgan_core.generate import load_run_config, load_run_gan
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.metrics.encoder import load_or_train_encoder
 from medgan_core.metrics.frechet import inception_fid
@@ -98,7 +99,7 @@ def single_threaded() -> Iterator[None]:
 def write_report(run_dir: str | Path, *, n_per_class: int | None = None, dtw_samples: int = 150, seed: int = 0,
                  export_per_class: int | None = None, encoder_epochs: int | None = None, classifier_epochs: int = 8,
                  classifier_seeds: Sequence[int] | None = None, round_samples: int = 200,
-                 inception: str | Path | None = None) -> dict:
+                 inception: str | Path | None = None, device: str | None = None) -> dict:
     """Write ``report.json``, ``report.md``, ``figures/`` and the synthetic export of any modality.
 
     Args:
@@ -117,23 +118,32 @@ def write_report(run_dir: str | Path, *, n_per_class: int | None = None, dtw_sam
         round_samples: Synthetic samples per class for the per-round curves.
         inception: A TorchScript Inception-v3 file for conventional FID (images only; for
             other data it is recorded as not applicable; never downloaded).
+        device: Where the generator samples and the encoder and classifiers train
+            (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``); ``None`` takes the run's
+            ``device``.
 
     Returns:
         The report as a dict (also written to ``report.json``).
+
+    Raises:
+        ConfigError: CUDA asked for and absent on this machine.
     """
     with single_threaded():
         return _write_report(Path(run_dir), n_per_class=n_per_class, dtw_samples=dtw_samples, seed=seed,
                              export_per_class=export_per_class, encoder_epochs=encoder_epochs,
                              classifier_epochs=classifier_epochs,
                              classifier_seeds=None if classifier_seeds is None else tuple(classifier_seeds),
-                             round_samples=round_samples, inception=inception)
+                             round_samples=round_samples, inception=inception, device=device)
 
 
 def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, seed: int,
                   export_per_class: int | None, encoder_epochs: int | None, classifier_epochs: int,
-                  classifier_seeds: tuple[int, ...] | None, round_samples: int, inception: str | Path | None) -> dict:
+                  classifier_seeds: tuple[int, ...] | None, round_samples: int, inception: str | Path | None,
+                  device: str | None) -> dict:
     directory = RunDirectory(run_dir)
-    gan, run = load_run_gan(run_dir)
+    run = load_run_config(run_dir)
+    on = resolve_device(device or run.device, where="report" if device else "report: run-config")
+    gan, run = load_run_gan(run_dir, run=run, device=on)
     modality = get_modality(run.modality)
     sites, holdout = modality.evaluation_data(run)
     train = LabelledSet.concat(sites)
@@ -141,18 +151,18 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
                 len(holdout), modality.record_word)
     epochs = encoder_epochs or modality.encoder_epochs
     encoder = load_or_train_encoder(directory.root / ENCODER_FILE, train.samples, train.labels,
-                                    backbone=modality.encoder_backbone, epochs=epochs, seed=run.seed)
+                                    backbone=modality.encoder_backbone, epochs=epochs, seed=run.seed, device=on)
     bandwidth = feature_bandwidth(encoder, train)
     overrides: dict[str, Any] = {"synthetic_per_class": n_per_class, "classifier_seeds": classifier_seeds}
     settings = modality.evaluation_settings(dtw_samples=dtw_samples, classifier_epochs=classifier_epochs,
                                             **{k: v for k, v in overrides.items() if v is not None})
     score: dict[str, Any] = dict(modality=modality, encoder=encoder, holdout=holdout, train=train,
-                                 class_names=modality.class_names, bandwidth=bandwidth, seed=seed)
+                                 class_names=modality.class_names, bandwidth=bandwidth, seed=seed, device=on)
     final = evaluate_generator(gan=gan, settings=settings, **score)
     synthetic = final.pop("synthetic")
     num_classes = len(modality.class_names)
     classify: dict[str, Any] = dict(num_classes=num_classes, epochs=classifier_epochs,
-                                    seeds=settings.classifier_seeds)
+                                    seeds=settings.classifier_seeds, device=on)
     trtr = classifier_scores(train, holdout, **classify)
     smallest = int(np.argmin([len(s) for s in sites]))
     gain = augmentation_gain(site=sites[smallest], synthetic=synthetic, test=holdout, **classify)
@@ -249,6 +259,7 @@ def _central_rounds(directory: RunDirectory, run: RunConfig, *, modality: Modali
         checkpoint = directory.load_checkpoint(path.name)
         gan = build_gan(run)
         load_gan_state(gan, checkpoint["state"])
+        gan.generator.to(score["device"])
         scores = evaluate_generator(gan=gan, settings=settings, with_reference=False, **score)["per_class"]
         rows.append({"round": int(checkpoint["round"]),
                      **{key: _macro(scores, key) for key in (FD, modality.round_metric, COVERAGE)}})

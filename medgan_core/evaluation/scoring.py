@@ -29,11 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 def sample_with_labels(gan: GanPair, labels: torch.Tensor, *, seed: int, batch: int = 512) -> LabelledSet:
-    """One synthetic sample per label, seeded; the global RNG is left untouched."""
+    """One synthetic sample per label, seeded; the global RNG is left untouched.
+
+    Runs on the generator's device; the latents are drawn on the CPU (the same for a seed
+    on every device) and the samples come back to the CPU.
+    """
     rng = torch.Generator().manual_seed(seed)
     gan.generator.eval()
+    device = next(gan.generator.parameters()).device
     with torch.no_grad():
-        parts = [gan.generator(torch.randn(len(y), gan.latent_dim, generator=rng), y)
+        parts = [gan.generator(torch.randn(len(y), gan.latent_dim, generator=rng).to(device), y.to(device)).cpu()
                  for y in labels.long().split(batch)]
     return LabelledSet(torch.cat(parts).float(), labels.long().clone())
 
@@ -82,7 +87,8 @@ def _balanced_labels(num_classes: int, per_class: int) -> torch.Tensor:
 
 def evaluate_generator(*, gan: GanPair, modality: "Modality", encoder: Encoder, holdout: LabelledSet,
                        train: LabelledSet, class_names: Sequence[str], settings: EvaluationSettings,
-                       bandwidth: float, seed: int = 0, with_reference: bool = True) -> dict:
+                       bandwidth: float, seed: int = 0, with_reference: bool = True,
+                       device: torch.device | str = "cpu") -> dict:
     """Score a generator per class against held-out real data, beside a real-data reference.
 
     For each class: :func:`score_against_real` for (a) ``synthetic_per_class`` synthetic
@@ -90,7 +96,8 @@ def evaluate_generator(*, gan: GanPair, modality: "Modality", encoder: Encoder, 
     a generator that reproduced the training patients exactly would score on new
     patients). Plus :func:`memorisation_check` and, unless ``settings.classifier_seeds``
     is empty, TSTR on the held-out set. ``with_reference=False`` skips the reference and
-    memorisation parts (per-round curves).
+    memorisation parts (per-round curves). The generator samples on its own device and
+    the encoder embeds on its own; ``device`` is where the TSTR classifiers train.
 
     Returns:
         ``{"per_class": {name: {...}}, "reference": {name: {...}}, "memorisation": {name: {...}},
@@ -120,6 +127,6 @@ def evaluate_generator(*, gan: GanPair, modality: "Modality", encoder: Encoder, 
     tstr = None
     if settings.classifier_seeds:
         tstr = classifier_scores(synthetic, holdout, num_classes=len(class_names),
-                                 epochs=settings.classifier_epochs, seeds=settings.classifier_seeds)
+                                 epochs=settings.classifier_epochs, seeds=settings.classifier_seeds, device=device)
     return {"per_class": per_class, "reference": reference, "memorisation": memorisation, "tstr": tstr,
             "synthetic": synthetic}

@@ -15,8 +15,10 @@ __all__ = ["augmentation_gain", "classifier_scores"]
 
 
 def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int, epochs: int,
-                      seeds: Sequence[int]) -> dict[str, float]:
+                      seeds: Sequence[int], device: torch.device | str = "cpu") -> dict[str, float]:
     """The fixed small classifier trained on ``train``, tested on ``test``, averaged over seeds.
+
+    Trained and tested on ``device``.
 
     Returns:
         Mean ``balanced_accuracy``, ``auroc`` (last class vs rest), ``macro_f1``; the std
@@ -31,7 +33,7 @@ def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int
     for seed in seeds:
         with torch.random.fork_rng(devices=[]):  # train_classifier seeds the global RNG
             model = train_classifier(train.samples, train.labels, num_classes=num_classes,
-                                     epochs=epochs, seed=int(seed))
+                                     epochs=epochs, seed=int(seed), device=device)
         runs.append(evaluate_classifier(model, test.samples, test.labels))
     bacc = np.array([r.balanced_accuracy for r in runs])
     return {BALANCED_ACCURACY: float(bacc.mean()), AUROC: float(np.mean([r.auroc for r in runs])),
@@ -40,7 +42,7 @@ def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int
 
 
 def augmentation_gain(*, site: LabelledSet, synthetic: LabelledSet, test: LabelledSet, num_classes: int,
-                      epochs: int, seeds: Sequence[int]) -> dict:
+                      epochs: int, seeds: Sequence[int], device: torch.device | str = "cpu") -> dict:
     """A site's classifier on its own data alone vs its own data plus synthetic data.
 
     Both are tested on ``test``, whose patients must be disjoint from the site's: the
@@ -55,9 +57,9 @@ def augmentation_gain(*, site: LabelledSet, synthetic: LabelledSet, test: Labell
     shared = sorted(set(site.patients) & set(test.patients))
     if shared:
         raise ValueError(f"test patients {shared} are also site training patients; test on held-out patients")
-    alone = classifier_scores(site, test, num_classes=num_classes, epochs=epochs, seeds=seeds)
+    alone = classifier_scores(site, test, num_classes=num_classes, epochs=epochs, seeds=seeds, device=device)
     combined = LabelledSet.concat([LabelledSet(site.samples, site.labels), synthetic])
-    plus = classifier_scores(combined, test, num_classes=num_classes, epochs=epochs, seeds=seeds)
+    plus = classifier_scores(combined, test, num_classes=num_classes, epochs=epochs, seeds=seeds, device=device)
     gains = {gain_key(key): plus[key] - alone[key] for key in (BALANCED_ACCURACY, AUROC, MACRO_F1)}
     return {"own_data": alone, "own_plus_synthetic": plus, **gains,
             "site_patients": sorted(set(site.patients)), "test_patients": sorted(set(test.patients)),

@@ -193,6 +193,7 @@ def train_encoder(
     feature_dim: int = 64,
     batch_size: int = 256,
     lr: float = 3e-3,
+    device: torch.device | str = "cpu",
 ) -> Encoder:
     """Train a class classifier on real training data and return it as a feature encoder.
 
@@ -205,6 +206,8 @@ def train_encoder(
         feature_dim: Width of the feature layer.
         batch_size: Mini-batch size.
         lr: AdamW learning rate.
+        device: Where it trains; it is initialised on the CPU (the same weights for a
+            seed on every device) and each mini-batch is moved there.
 
     Returns:
         The trained encoder, in eval mode, on the CPU.
@@ -229,24 +232,24 @@ def train_encoder(
     )  # fmt: skip
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        encoder = build_encoder(config)
+        encoder = build_encoder(config).to(device)
         optimizer = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=1e-4)
         order = torch.Generator().manual_seed(seed)
         encoder.train()
         for epoch in range(epochs):
             total = 0.0
             for idx in torch.randperm(x.shape[0], generator=order).split(batch_size):
-                loss = nn.functional.cross_entropy(encoder(x[idx]), y[idx])
+                loss = nn.functional.cross_entropy(encoder(x[idx].to(device)), y[idx].to(device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * idx.numel()
             logger.info("encoder epoch %d/%d: loss %.4f", epoch + 1, epochs, total / x.shape[0])
-    return encoder.eval()
+    return encoder.cpu().eval()
 
 
 def load_or_train_encoder(path: str | Path, samples: torch.Tensor, labels: torch.Tensor, *, backbone: str,
-                          epochs: int, seed: int) -> Encoder:
+                          epochs: int, seed: int, device: torch.device | str = "cpu") -> Encoder:
     """The encoder saved at ``path``, or one trained on ``samples``/``labels`` and saved there.
 
     The data must be REAL TRAINING data of whoever runs this (never held-out data, which
@@ -260,12 +263,14 @@ def load_or_train_encoder(path: str | Path, samples: torch.Tensor, labels: torch
         backbone: ``"signal"`` or ``"image"`` (``Modality.encoder_backbone``).
         epochs: Training epochs, when training.
         seed: Training seed, when training.
+        device: Where it trains and where the returned encoder lives (its ``features``
+            run there and come back to the CPU).
     """
     path = Path(path)
     if path.is_file():
-        return load_encoder(path)
+        return load_encoder(path).to(device)
     logger.info("training the %s evaluation encoder on %d real training samples (%d epochs) -> %s",
                 backbone, len(labels), epochs, path)
-    encoder = train_encoder(samples, labels, backbone=backbone, epochs=epochs, seed=seed)
+    encoder = train_encoder(samples, labels, backbone=backbone, epochs=epochs, seed=seed, device=device)
     encoder.save(path)
-    return encoder
+    return encoder.to(device)

@@ -45,12 +45,16 @@ class ClassifierScores:
 
 
 def train_classifier(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, epochs: int = 8,
-                     batch_size: int = 128, seed: int = 0) -> SmallClassifier:
-    """Class-balanced training (inverse-frequency weights), so rare classes count."""
+                     batch_size: int = 128, seed: int = 0, device: torch.device | str = "cpu") -> SmallClassifier:
+    """Class-balanced training (inverse-frequency weights), so rare classes count.
+
+    The model is initialised on the CPU (the same weights for a seed on every device), then
+    trained on ``device`` with each mini-batch moved there; it is returned on ``device``.
+    """
     torch.manual_seed(seed)
-    model = SmallClassifier(num_classes, spatial_dims=x.dim() - 2, channels=x.shape[1])
+    model = SmallClassifier(num_classes, spatial_dims=x.dim() - 2, channels=x.shape[1]).to(device)
     counts = torch.bincount(y, minlength=num_classes).float().clamp(min=1)
-    loss_fn = nn.CrossEntropyLoss(weight=counts.sum() / (num_classes * counts))
+    loss_fn = nn.CrossEntropyLoss(weight=(counts.sum() / (num_classes * counts)).to(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     rng = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -58,7 +62,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, epoc
         for start in range(0, len(y), batch_size):
             idx = order[start:start + batch_size]
             optimizer.zero_grad()
-            loss_fn(model(x[idx]), y[idx]).backward()
+            loss_fn(model(x[idx].to(device)), y[idx].to(device)).backward()
             optimizer.step()
     return model.eval()
 
@@ -69,10 +73,11 @@ def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> C
     Balanced accuracy averages the recall of the classes present in ``y``; macro F1
     averages over all the model's classes, 0 for a class never predicted correctly;
     AUROC ranks the last class against the rest (for N vs V: how well V is ranked above
-    N) and is NaN when ``y`` lacks either side.
+    N) and is NaN when ``y`` lacks either side. Runs on the model's device.
     """
+    device = next(model.parameters(), torch.empty(0)).device  # a parameterless model (a stub) runs on the CPU
     with torch.no_grad():
-        probs = torch.softmax(model(x), dim=1).numpy()
+        probs = torch.softmax(model(x.to(device)), dim=1).cpu().numpy()
     truth = y.numpy()
     pred = probs.argmax(1)
     classes = list(range(probs.shape[1]))
@@ -88,9 +93,9 @@ def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> C
 
 def tstr_trtr(*, synthetic: tuple[torch.Tensor, torch.Tensor], real_train: tuple[torch.Tensor, torch.Tensor],
               real_test: tuple[torch.Tensor, torch.Tensor], num_classes: int, seed: int = 0,
-              epochs: int = 8) -> dict[str, ClassifierScores]:
+              epochs: int = 8, device: torch.device | str = "cpu") -> dict[str, ClassifierScores]:
     """The same classifier trained on synthetic and on real training data, both tested
     on held-out real patients."""
-    tstr = train_classifier(*synthetic, num_classes=num_classes, seed=seed, epochs=epochs)
-    trtr = train_classifier(*real_train, num_classes=num_classes, seed=seed, epochs=epochs)
+    tstr = train_classifier(*synthetic, num_classes=num_classes, seed=seed, epochs=epochs, device=device)
+    trtr = train_classifier(*real_train, num_classes=num_classes, seed=seed, epochs=epochs, device=device)
     return {"tstr": evaluate_classifier(tstr, *real_test), "trtr": evaluate_classifier(trtr, *real_test)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medgan_core.config import RunConfig
+from medgan_core.device import DEVICE_RULE
 from medgan_core.errors import ConfigError
 from medgan_core.modalities import available_modalities, get_modality
 from medgan_core.run_dir import RunDirectory, simulated_sites_root
@@ -56,6 +57,9 @@ class SiteConfig:
             :func:`medgan_core.audit.release_audit`).
         privacy_unit: ``[privacy] unit`` ("record" or "patient"): the site's own choice of DP
             unit, which wins over the run's ``privacy-unit``; ``None`` follows the run.
+        device: ``[site] device``: where this site trains ("auto", "cpu", "cuda",
+            "cuda:N"); it wins over the run's ``device`` (it is the site's hardware).
+            ``None`` follows the run.
         insecure_seed: Tests only: a fixed seed for the DP noise and sampling, which makes
             rounds replayable by anyone who knows it. Set only from the site's environment
             (:data:`INSECURE_SEED_VARIABLE`) and only for simulated sites.
@@ -77,10 +81,15 @@ class SiteConfig:
     audit_noise_multiplier: float = 10.0
     insecure_seed: int | None = None
     privacy_unit: str | None = None
+    device: str | None = None
 
     def unit(self, run: RunConfig) -> str:
         """The DP unit this site trains with: its own ``[privacy] unit`` wins over the run's."""
         return self.privacy_unit or run.unit
+
+    def device_name(self, run: RunConfig) -> str:
+        """The device setting this site trains with: its own ``[site] device`` wins over the run's."""
+        return self.device or run.device
 
     @property
     def state_dir(self) -> Path:
@@ -133,6 +142,7 @@ class SiteConfig:
         audit_records = value("audit", "records", Rule(list), [])
         return cls(
             site_id=str(value("site", "id", _NAME)), modality=str(modality), data_paths=paths,
+            device=value("site", "device", DEVICE_RULE, None),  # type: ignore[arg-type]
             ledger_path=base / str(value("privacy", "ledger", _PATH)),
             target_epsilon=float(value("privacy", "target-epsilon", _EPSILON)),  # type: ignore[arg-type]
             target_delta=float(value("privacy", "target-delta", _DELTA)),  # type: ignore[arg-type]
@@ -182,7 +192,7 @@ class SiteConfig:
 _REQUIRED = object()
 # Every section and key a site file may hold; anything else is a typo to report, not ignore.
 _SITE_KEYS: dict[str, tuple[str, ...]] = {
-    "site": ("id",),
+    "site": ("id", "device"),
     "data": ("modality", "dir", "records"),
     "privacy": ("target-epsilon", "target-delta", "ledger", "unit"),
     "limits": ("max-local-steps", "allow-non-private"),

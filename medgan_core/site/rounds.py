@@ -15,8 +15,10 @@ import torch
 
 from medgan_core.config import RunConfig
 from medgan_core.data.site_data import SiteData
+from medgan_core.device import resolve_device
 from medgan_core.errors import ConfigError
 from medgan_core.models import GanPair, build_gan
+from medgan_core.modalities import get_modality
 from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.site.config import SiteConfig
 from medgan_core.site.data import site_training_data
@@ -30,7 +32,7 @@ from privacy.feasibility import MAX_NOISE_TO_SIGNAL, PatientFeasibility, patient
 from privacy.ledger import PrivacyLedger
 from privacy.patient_release import ledger_entry as patient_ledger_entry
 
-__all__ = ["NonPrivateRefused", "evaluate_round", "patient_feasibility", "train_round"]
+__all__ = ["NonPrivateRefused", "evaluate_round", "patient_feasibility", "site_device", "train_round"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +57,10 @@ def train_round(
 
     Raises:
         PrivacyBudgetExceeded: if the round would take the site past its budget.
-        ConfigError: if the run asks for something the site does not allow.
+        ConfigError: if the run asks for something the site does not allow, or for a
+            device (CUDA) this machine lacks: checked before any budget is charged.
     """
+    device = site_device(site, run)
     data = site_training_data(site, run)  # never the site's held-out evaluation patients
     local_steps = min(run.local_steps, site.max_local_steps)
     if local_steps < run.local_steps:
@@ -67,7 +71,7 @@ def train_round(
     if not run.dp_enabled:
         if not site.allow_non_private:
             raise NonPrivateRefused(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
-        return _train_non_private(site, run, gan, data, local_steps, seed, server_round)
+        return _train_non_private(site, run, gan, data, local_steps, seed, server_round, device)
 
     if site.unit(run) == "patient" and gan.encoder is not None:
         # Before the ledger is opened: a refused round spends and writes nothing.
@@ -97,13 +101,16 @@ def train_round(
         charged = ledger.charge(run_id=run_id, server_round=server_round, noise_multiplier=charged_noise,
                                 sample_rate=sample_rate, steps=local_steps, unit=unit)
 
+        # The unit in words on every epsilon: "patient", or the modality's record ("beat", "image").
+        unit_word = "patient" if ledger.unit == "patient" else get_modality(site.modality).record_word
+
         def progress(step: int, total: int, metrics: dict[str, float]) -> None:
             logger.info("round %d | %s | step %d/%d | d_loss %.3f g_loss %.3f | epsilon %.3f per %s "
                         "(this round charged)", server_round, site.site_id, step, total, metrics["d_loss"],
-                        metrics["g_loss"], ledger.epsilon_spent(), ledger.unit)
+                        metrics["g_loss"], ledger.epsilon_spent(), unit_word)
 
         patient_level = unit == "patient"
-        config = _local_config(run, local_steps, seed,
+        config = _local_config(run, local_steps, seed, device=device,
                                public_dataset_size=None if patient_level else release.public_size)
         result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=dp,
                                  fake_label_prior=release.prior, progress=progress,
@@ -111,7 +118,7 @@ def train_round(
         # A history that does not fit the charge raises here: the update then never leaves.
         entry = ledger.settle(charged, result.dp_history)
         logger.info("round %d | %s | released update, epsilon %.3f of %.3f per %s (delta %g)", server_round,
-                    site.site_id, entry.epsilon_after, ledger.target_epsilon, ledger.unit, ledger.target_delta)
+                    site.site_id, entry.epsilon_after, ledger.target_epsilon, unit_word, ledger.target_delta)
     return gan_state(gan), _train_reply(float(release.public_size), entry.epsilon_after, result, noise)
 
 
@@ -179,12 +186,24 @@ def patient_feasibility(site: SiteConfig, run: RunConfig) -> PatientFeasibility:
     )
 
 
-def _local_config(run: RunConfig, local_steps: int, seed: int | None, *,
+def site_device(site: SiteConfig, run: RunConfig) -> torch.device:
+    """Where ``site`` trains: its own ``[site] device`` if set, else the run's ``device``, resolved here.
+
+    Raises:
+        ConfigError: CUDA asked for and absent on this machine; the message says which
+            setting asked (the site file's or the run's) and the fix.
+    """
+    key = "[site] device" if site.device else "device"
+    return resolve_device(site.device_name(run), where=site.site_id if site.device else f"{site.site_id}: run-config",
+                          key=key)
+
+
+def _local_config(run: RunConfig, local_steps: int, seed: int | None, *, device: torch.device | str = "cpu",
                   public_dataset_size: int | None) -> LocalTrainingConfig:
     return LocalTrainingConfig(
         local_steps=local_steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
         learning_rate_g=run.learning_rate_g, seed=seed, public_dataset_size=public_dataset_size,
-        mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema,
+        mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema, device=device,
     )
 
 
@@ -201,9 +220,10 @@ def _train_reply(num_examples: float, epsilon: float, result: LocalTrainingResul
 
 
 def _train_non_private(site: SiteConfig, run: RunConfig, gan: GanPair, data: SiteData, local_steps: int,
-                       seed: int | None, server_round: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+                       seed: int | None, server_round: int, device: torch.device
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The non-private control: exact counts, no ledger, and no privacy claim at all."""
-    config = _local_config(run, local_steps, seed, public_dataset_size=None)
+    config = _local_config(run, local_steps, seed, device=device, public_dataset_size=None)
     prior = class_counts(data) / len(data.labels)
     result = train_local_gan(gan=gan, beats=data.samples, labels=data.labels, config=config, dp=None,
                              fake_label_prior=prior)

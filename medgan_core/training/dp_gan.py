@@ -167,8 +167,11 @@ def train_local_gan(
             f"site has {len(beats)} samples, fewer than batch_size={config.batch_size}; lower batch-size"
         )
     _check_loss(gan)
-    noise_rng, fake_rng, sampling_rng = _generators(config.seed)
-    generator, discriminator = gan.generator.train(), gan.discriminator.train()
+    device = torch.device(config.device)
+    noise_rng, fake_rng, sampling_rng = _generators(config.seed, device=device)
+    # On the device before Opacus wraps the discriminator and the optimizers see the
+    # parameters; the records stay on the CPU and each sampled batch is moved.
+    generator, discriminator = gan.generator.to(device).train(), gan.discriminator.to(device).train()
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate_d, betas=config.betas)
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate_g, betas=config.betas)
     dataset = TensorDataset(beats, labels)
@@ -213,7 +216,7 @@ def train_local_gan(
         logger.debug("DP-SGD with noise %.3f, clip %.2f, q %.5f, %s per-sample gradients",
                      dp.noise_multiplier, dp.max_grad_norm, sample_rate, dp.grad_sample_mode)
     prior = (torch.full((gan.num_classes,), 1.0 / gan.num_classes) if fake_label_prior is None
-             else torch.as_tensor(fake_label_prior, dtype=torch.float64).clamp(min=1e-6))
+             else torch.as_tensor(fake_label_prior, dtype=torch.float64).clamp(min=1e-6)).to(device)
     fake_count = config.batch_size  # public and fixed; see module docstring
     d_losses: list[float] = []
     d_fake_losses: list[float] = []
@@ -222,7 +225,7 @@ def train_local_gan(
     vae_step = _vae_step(gan, dp, config, noise_rng, fake_rng)
     ema = _WeightAverage(generator, config.generator_ema) if config.generator_ema > 0 else None
     for step in range(1, config.local_steps + 1):
-        real, real_labels = next(batches)
+        real, real_labels = (t.to(device) for t in next(batches))
         d_loss, d_loss_fake = _discriminator_step(
             gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng, fused)
         d_losses.append(d_loss)
@@ -251,6 +254,8 @@ def train_local_gan(
             fused.close()
         else:
             _unwrap(discriminator)
+    gan.generator.cpu()  # the state dicts that leave the site are CPU tensors
+    gan.discriminator.cpu()
     return LocalTrainingResult(
         d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-tail:]) / tail),
         d_loss_fake=float(sum(d_fake_losses[-tail:]) / tail),
@@ -283,10 +288,10 @@ def _discriminator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch
                         fused: FusedDPGradients | None = None) -> tuple[float, float]:
     with torch.no_grad():
         fake_labels = _prior_labels(fake_count, prior, rng)
-        fake = gan.generator(torch.randn(fake_count, gan.latent_dim, generator=rng), fake_labels)
+        fake = gan.generator(torch.randn(fake_count, gan.latent_dim, generator=rng, device=rng.device), fake_labels)
     inputs = torch.cat([real, fake])
     labels = torch.cat([real_labels, fake_labels])
-    targets = torch.cat([torch.ones(len(real)), torch.zeros(fake_count)])
+    targets = torch.cat([torch.ones(len(real), device=real.device), torch.zeros(fake_count, device=real.device)])
     optimizer.zero_grad(set_to_none=True)
     if fused is None:
         scores = discriminator(inputs, labels)

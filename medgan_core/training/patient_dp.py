@@ -183,7 +183,8 @@ def clipped_unit_sum(discriminator: GradSampleModule, criterion: nn.Module, *, i
         raise RuntimeError(f"no per-record gradients for {missing}: every trainable parameter of the discriminator "
                            "must take part in its forward pass")
     count = int(units.max()) + 1
-    per_unit = [torch.zeros(count, *p.shape, dtype=p.grad_sample.dtype).index_add_(0, units, p.grad_sample)
+    per_unit = [torch.zeros(count, *p.shape, dtype=p.grad_sample.dtype, device=p.grad_sample.device)
+                .index_add_(0, units, p.grad_sample)
                 for p in params]  # each (U, *shape)
     norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_unit]).norm(dim=0)  # (U,)
     factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
@@ -224,14 +225,15 @@ def train_local_gan_per_patient(
     steps.check_loss(gan)
     groups = group_by_patient(patient_ids)
     sample_rate = dp.sample_rate(len(groups))
-    noise_rng, fake_rng, sampling_rng = steps.secret_generators(config.seed)
-    generator = gan.generator.train()
-    discriminator = GradSampleModule(gan.discriminator.train(), batch_first=True, loss_reduction="sum",
+    device = torch.device(config.device)
+    noise_rng, fake_rng, sampling_rng = steps.secret_generators(config.seed, device=device)
+    generator = gan.generator.to(device).train()
+    discriminator = GradSampleModule(gan.discriminator.to(device).train(), batch_first=True, loss_reduction="sum",
                                      force_functorch=dp.grad_sample_mode == "functorch")
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate_d, betas=config.betas)
     g_optimizer = torch.optim.Adam(generator.parameters(), lr=config.learning_rate_g, betas=config.betas)
     prior = (torch.full((gan.num_classes,), 1.0 / gan.num_classes) if fake_label_prior is None
-             else torch.as_tensor(fake_label_prior, dtype=torch.float64).clamp(min=1e-6))
+             else torch.as_tensor(fake_label_prior, dtype=torch.float64).clamp(min=1e-6)).to(device)
     logger.debug("patient-level DP-SGD: sigma %.3f, C %.2f, q %.5f over %d patients, k %d",
                  dp.noise_multiplier, dp.max_grad_norm, sample_rate, len(groups), dp.records_per_patient)
     step = _PatientStep(gan=gan, discriminator=discriminator, optimizer=d_optimizer, dp=dp, prior=prior,
@@ -251,8 +253,10 @@ def train_local_gan_per_patient(
                 progress(index, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
     finally:
         steps.unwrap(discriminator)
+        gan.generator.cpu()  # the state dicts that leave the site are CPU tensors
+        gan.discriminator.cpu()
     if ema is not None:
-        ema.copy_to(generator)
+        ema.copy_to(generator)  # the shadow may live on the device; copy_to copies across
     tail = max(1, len(d_losses) // 4)
     return LocalTrainingResult(
         d_loss=sum(d_losses[-tail:]) / tail, g_loss=sum(g_losses[-tail:]) / tail,
@@ -284,7 +288,9 @@ class _PatientStep:
         std = self.dp.noise_multiplier * self.dp.max_grad_norm
         for p, total in zip((p for p in self.discriminator.parameters() if p.requires_grad), summed):
             if std > 0:  # sigma = 0 is the no-privacy reduction (C may then be inf)
-                total = total + torch.normal(0.0, std, size=total.shape, generator=self.noise_rng)
+                # Drawn on the device of the sum, from the secret generator that lives there.
+                total = total + torch.normal(0.0, std, size=total.shape, generator=self.noise_rng,
+                                             device=total.device)
             p.grad = total / self.dp.expected_patients_per_step  # the public m, never a count
         self.optimizer.step()
         if self.gan.loss == "wasserstein":
@@ -302,14 +308,16 @@ class _PatientStep:
         index = torch.cat([*picks, torch.empty(0, dtype=torch.long)])
         real_units = torch.repeat_interleave(torch.arange(len(picks)),
                                              torch.tensor([len(p) for p in picks], dtype=torch.long))
+        device = self.prior.device
         with torch.no_grad():
             fake_labels = steps.prior_labels(self.fake_count, self.prior, self.fake_rng)
-            fake = self.gan.generator(torch.randn(self.fake_count, self.gan.latent_dim, generator=self.fake_rng),
-                                      fake_labels)
+            fake = self.gan.generator(torch.randn(self.fake_count, self.gan.latent_dim, generator=self.fake_rng,
+                                                  device=device), fake_labels)
         # m public units of k fakes each, after the patients' units.
         fake_units = len(picks) + torch.arange(self.dp.expected_patients_per_step).repeat_interleave(
             self.dp.records_per_patient)
-        inputs = torch.cat([beats[index], fake])
-        row_labels = torch.cat([labels[index], fake_labels])
-        targets = torch.cat([torch.ones(len(index)), torch.zeros(self.fake_count)])
-        return inputs, row_labels, targets, torch.cat([real_units, fake_units])
+        # The records and the sampling stay on the CPU; the step's rows go to the device.
+        inputs = torch.cat([beats[index].to(device), fake])
+        row_labels = torch.cat([labels[index].to(device), fake_labels])
+        targets = torch.cat([torch.ones(len(index), device=device), torch.zeros(self.fake_count, device=device)])
+        return inputs, row_labels, targets, torch.cat([real_units, fake_units]).to(device)

@@ -64,6 +64,10 @@ class LocalTrainingConfig:
     # 0.99 over 100 steps, 0.99**100 = 37% of the release is the starting point). A function
     # of generator iterates only: no privacy cost. 0 turns it off.
     generator_ema: float = 0.0
+    # Where the generator, the discriminator, Opacus's per-sample gradients and the DP
+    # noise live: a resolved device (``medgan_core.device.resolve_device``), never "auto".
+    # The models come back to the CPU when training ends.
+    device: torch.device | str = "cpu"
 
     def __post_init__(self) -> None:
         if self.local_steps <= 0 or self.batch_size <= 0:
@@ -137,10 +141,20 @@ def prior_labels(count: int, prior: torch.Tensor, generator: torch.Generator) ->
     return torch.multinomial(prior, count, replacement=True, generator=generator)
 
 
-def secret_generators(seed: int | None) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
-    """Generators for (DP noise, fakes, Poisson sampling): secret unless ``seed`` is given."""
+def secret_generators(seed: int | None, *, device: torch.device | str = "cpu"
+                      ) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """Generators for (DP noise, fakes, Poisson sampling): secret unless ``seed`` is given.
+
+    The noise and fake generators live on ``device``, where the noise and the latents are
+    drawn (a CUDA tensor cannot be drawn from a CPU generator, and drawing on the CPU and
+    copying would cost a transfer per step). The sampling generator stays on the CPU: the
+    samplers draw their coins there, over record indices held on the CPU. Each is seeded
+    from ``secrets`` on every call, whatever the device; on the CPU this is bit for bit
+    what it always was.
+    """
     seeds = [secrets.randbits(63) for _ in range(3)] if seed is None else [seed, seed + 1, seed + 2]
-    return tuple(torch.Generator().manual_seed(s) for s in seeds)  # type: ignore[return-value]
+    devices = (torch.device(device), torch.device(device), torch.device("cpu"))
+    return tuple(torch.Generator(device=d).manual_seed(s) for d, s in zip(devices, seeds))  # type: ignore[return-value]
 
 
 class WeightAverage:
@@ -183,7 +197,7 @@ def generator_step(gan: GanPair, discriminator: nn.Module, optimizer: torch.opti
             fake_labels = torch.cat([half, half])
         else:
             fake_labels = prior_labels(count, prior, rng)
-        latents = torch.randn(len(fake_labels), gan.latent_dim, generator=rng)
+        latents = torch.randn(len(fake_labels), gan.latent_dim, generator=rng, device=rng.device)
         fake = gan.generator(latents, fake_labels)
         loss = _generator_loss(gan.loss, discriminator(fake, fake_labels))
         total = loss + mode_seeking_weight * mode_seeking_penalty(fake, latents) if paired else loss
