@@ -164,6 +164,30 @@ def test_a_seeded_dp_round_trains_vaegan2d_encoder_generator_and_discriminator()
     assert result.dp_history == [(pytest.approx(1 / math.sqrt(2), rel=1e-15), 8 / 24, 2)]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_vaegan_trains_on_cuda_and_returns_cpu_networks():
+    x, y = _beats(n=64)
+    gan = create_gan("vaegan1d")
+    result = train_local_gan(gan=gan, beats=x, labels=y, dp=DPSettings(noise_multiplier=1.0),
+                             config=LocalTrainingConfig(local_steps=2, batch_size=16, seed=0, device="cuda"))
+    assert all(v.device.type == "cpu" for v in gan_state(gan).values())
+    assert result.dp_history == [(pytest.approx(1 / math.sqrt(2), rel=1e-15), 16 / 64, 2)]
+
+
+def test_training_a_vaegan_on_device_cpu_equals_the_default_bit_for_bit():
+    x, y = _beats(n=64)
+    states = []
+    for device in (None, "cpu"):
+        torch.manual_seed(0)
+        gan = create_gan("vaegan1d")
+        extra = {} if device is None else {"device": device}
+        train_local_gan(gan=gan, beats=x, labels=y, dp=DPSettings(noise_multiplier=1.0),
+                        config=LocalTrainingConfig(local_steps=2, batch_size=16, seed=0, **extra))
+        states.append(gan_state(gan))
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 # ---- the DP VAE step ---------------------------------------------------------------------
 
 def _one_vae_step(private: bool, real: torch.Tensor, labels: torch.Tensor) -> dict:

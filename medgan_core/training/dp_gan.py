@@ -256,6 +256,8 @@ def train_local_gan(
             _unwrap(discriminator)
     gan.generator.cpu()  # the state dicts that leave the site are CPU tensors
     gan.discriminator.cpu()
+    if gan.encoder is not None:
+        gan.encoder.cpu()
     return LocalTrainingResult(
         d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-tail:]) / tail),
         d_loss_fake=float(sum(d_fake_losses[-tail:]) / tail),
@@ -269,6 +271,7 @@ def _vae_step(gan: GanPair, dp: DPSettings | None, config: LocalTrainingConfig, 
     """The VAE-GAN's encoder + reconstruction step (None for a plain GAN), DP iff ``dp`` is given."""
     if gan.encoder is None:
         return None
+    gan.encoder.to(config.device)  # G is already there; the latents and noise follow their generators
     if dp is None:
         return PlainVaeStep(gan, batch_size=config.batch_size, learning_rate=config.learning_rate_g,
                             betas=config.betas, latent_rng=latent_rng)

@@ -95,7 +95,7 @@ class _VaeStepBase:
         self.optimizer = torch.optim.Adam(self.params, lr=learning_rate, betas=betas)
 
     def _eps(self, count: int) -> torch.Tensor:
-        return torch.randn(count, self.gan.latent_dim, generator=self.latent_rng)
+        return torch.randn(count, self.gan.latent_dim, generator=self.latent_rng, device=self.latent_rng.device)
 
 
 class PlainVaeStep(_VaeStepBase):
@@ -144,7 +144,8 @@ class DPVaeStep(_VaeStepBase):
         std = self.noise_multiplier * self.max_grad_norm
         for p, total in zip(self.params, summed):
             if std > 0:  # sigma = 0 is the no-privacy reduction (C may then be inf)
-                total = total + torch.normal(0.0, std, size=total.shape, generator=self.noise_rng)
+                total = total + torch.normal(0.0, std, size=total.shape, generator=self.noise_rng,
+                                             device=self.noise_rng.device)
             p.grad = total / self.batch_size  # the public expected batch size, never a count
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
