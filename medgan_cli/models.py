@@ -9,7 +9,8 @@ import json
 
 __all__ = ["models", "register"]
 
-_HEADER = ("model", "modality", "kind", "built with", "G params", "D params", "loss", "touches real data (DP)")
+_HEADER = ("model", "modality", "kind", "built with", "G params", "D params", "E params", "loss",
+           "touches real data (DP)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def models(args: argparse.Namespace) -> int:
     cells = [_HEADER] + [
         (row.model, row.modality, row.sample_kind,
          " ".join(f"{k}={v}" for k, v in row.model_kwargs.items()) or "-",
-         f"{row.generator_parameters:,}", f"{row.discriminator_parameters:,}", row.loss,
+         f"{row.generator_parameters:,}", f"{row.discriminator_parameters:,}",
+         f"{row.encoder_parameters:,}" if row.encoder_parameters else "-", row.loss,
          ", ".join(row.touches_real_data))
         for row in rows
     ]

@@ -133,6 +133,12 @@ class RunConfig:
             fitting = [name for name in available_gans() if gan_spec(name).applies_to(kind)]
             raise ConfigError(f"run-config: model = {self.model!r} does not generate {kind} samples, which "
                               f"modality = {self.modality!r} needs; use one of " + ", ".join(fitting))
+        touches = gan_spec(self.model).touches_real_data
+        if self.unit == "patient" and tuple(touches) != ("discriminator",):
+            # Patient-level DP-SGD (training/patient_dp.py) clips the discriminator only.
+            raise ConfigError(f"run-config: model = {self.model!r} trains {', '.join(touches)} on real records, and "
+                              "patient-level DP clips only the discriminator; set privacy-unit = 'record' (modality = "
+                              f"{self.modality!r} defaults to 'patient'), or use a plain GAN variant")
         if not self.site_record_groups():
             raise ConfigError("run-config: site-records is empty; list each site's records, '|' between sites")
 

@@ -29,7 +29,9 @@ __all__ = [
     "HistoryEntry",
     "OPTIMISTIC_ACCOUNTANTS",
     "epsilon_from_history",
+    "joint_noise_multiplier",
     "noise_multiplier_for_target",
+    "per_mechanism_noise_multiplier",
     "validate_delta",
     "validate_history",
     "validate_history_entry",
@@ -100,6 +102,51 @@ def validate_history(history: Sequence[HistoryEntry]) -> list[HistoryEntry]:
         except ValueError as exc:
             raise ValueError(f"history[{index}]: {exc}") from exc
     return checked
+
+
+def _mechanism_count(mechanisms: object) -> int:
+    if isinstance(mechanisms, bool) or not isinstance(mechanisms, numbers.Integral) or mechanisms < 1:
+        raise ValueError(f"mechanisms={mechanisms!r} must be an integer >= 1")
+    return int(mechanisms)
+
+
+def joint_noise_multiplier(noise_multiplier: float, *, mechanisms: int) -> float:
+    """The noise multiplier to account for ``mechanisms`` Gaussian mechanisms that each
+    clip per record and add noise ``noise_multiplier`` times their clipping norm, all on the
+    **same** Poisson-sampled batch: ``noise_multiplier / sqrt(mechanisms)``.
+
+    Why one entry and not ``mechanisms`` entries of ``(sigma, q, steps)``: scale each
+    mechanism's clipped per-record vector by ``1 / C_k`` and concatenate them. A record then
+    contributes one vector of norm at most ``sqrt(k)``, the noise is ``sigma`` per
+    coordinate, and the sampled records are the same for every part: this is exactly one
+    sampled Gaussian mechanism with sensitivity ``sqrt(k)`` and noise ``sigma``, i.e. noise
+    multiplier ``sigma / sqrt(k)`` at rate ``q``, which Opacus's RDP accountant covers.
+    Recording ``k`` separate entries instead would treat the ``k`` mechanisms as sampled
+    independently, which they are not (they share one secret sample), so that bound is
+    not known to hold here. Both mechanisms must be evaluated on the same state (the
+    weights that earlier, already released, steps produced), which the training step does.
+
+    Raises:
+        ValueError: a noise multiplier outside the accountant's range or ``mechanisms < 1``.
+    """
+    count = _mechanism_count(mechanisms)
+    sigma = _real("noise_multiplier", noise_multiplier)
+    if sigma < 0:
+        raise ValueError(f"noise_multiplier={sigma} must be >= 0")
+    return sigma / math.sqrt(count)
+
+
+def per_mechanism_noise_multiplier(joint: float, *, mechanisms: int) -> float:
+    """Inverse of :func:`joint_noise_multiplier`: each mechanism's noise multiplier, ``joint * sqrt(k)``.
+
+    A site calibrates the *joint* multiplier to its budget, then adds this much noise in each
+    mechanism, so the ledger's planned epsilon is the composed one.
+    """
+    count = _mechanism_count(mechanisms)
+    sigma = _real("noise_multiplier", joint)
+    if sigma < 0:
+        raise ValueError(f"noise_multiplier={sigma} must be >= 0")
+    return sigma * math.sqrt(count)
 
 
 def _validate_accountant(accountant: str) -> str:

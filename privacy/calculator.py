@@ -18,7 +18,14 @@ import argparse
 import json
 import sys
 
-from privacy.accounting import ACCOUNTANT, OPTIMISTIC_ACCOUNTANTS, epsilon_from_history, noise_multiplier_for_target
+from privacy.accounting import (
+    ACCOUNTANT,
+    OPTIMISTIC_ACCOUNTANTS,
+    epsilon_from_history,
+    joint_noise_multiplier,
+    noise_multiplier_for_target,
+    per_mechanism_noise_multiplier,
+)
 from privacy.errors import LedgerBusy
 from privacy.ledger import PrivacyLedger
 
@@ -45,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--rounds", type=int, required=True)
         p.add_argument("--local-steps", type=int, required=True, help="DP-SGD steps per round")
         p.add_argument("--delta", type=float, default=1e-5)
+        p.add_argument("--mechanisms", type=int, default=1,
+                       help="Gaussian mechanisms per step on the same sample (2 for a VAE-GAN: D's and the "
+                            "encoder/reconstruction step); accounted as one at sigma / sqrt(mechanisms)")
         p.add_argument("--accountant", default=ACCOUNTANT, choices=(ACCOUNTANT, *OPTIMISTIC_ACCOUNTANTS),
                        help="rdp (default; what ledgers use) or an optimistic approximation, shown labelled")
     sub.choices["noise"].add_argument("--epsilon", type=float, required=True, help="target epsilon")
@@ -143,13 +153,20 @@ def _calculate(args: argparse.Namespace) -> int:
         raise ValueError("--dataset-size, --batch-size, --rounds and --local-steps must be positive")
     sample_rate = args.batch_size / args.dataset_size
     steps = args.rounds * args.local_steps
+    mechanisms = args.mechanisms
     if args.privacy_command == "noise":
+        # Calibrate the joint multiplier; each mechanism then adds sqrt(mechanisms) times it.
         sigma = noise_multiplier_for_target(target_epsilon=args.epsilon, delta=args.delta, sample_rate=sample_rate,
                                             steps=steps, accountant=args.accountant)
         key = "epsilon_at_that_noise"
-        result: dict[str, float | str] = {"noise_multiplier": sigma}
+        result: dict[str, float | str] = {
+            "noise_multiplier": per_mechanism_noise_multiplier(sigma, mechanisms=mechanisms)}
     else:
-        sigma, key, result = args.noise_multiplier, "epsilon", {}
+        sigma = joint_noise_multiplier(args.noise_multiplier, mechanisms=mechanisms)
+        key, result = "epsilon", {}
+    if mechanisms != 1:
+        result["mechanisms"] = mechanisms
+        result["joint_noise_multiplier"] = sigma
     result[key] = epsilon_from_history([(sigma, sample_rate, steps)], delta=args.delta, accountant=args.accountant)
     if args.accountant != ACCOUNTANT:
         result["accountant"] = args.accountant

@@ -124,7 +124,9 @@ def test_every_new_variant_declares_its_sample_kind_and_that_only_d_sees_real_da
     kinds = {name: gan_spec(name).sample_kinds for name in available_gans()}
     assert {name: kinds[name] for name in [*NEW_1D, "mlp2d"]} == {
         "mlp1d": ("signal",), "bilstm_dcgan1d": ("signal",), "wgan1d": ("signal",), "mlp2d": ("image",)}
-    assert all(gan_spec(name).touches_real_data == ("discriminator",) for name in available_gans())
+    # Only the VAE-GANs train more than D on real records (tests/test_vaegan.py).
+    assert all(gan_spec(name).touches_real_data == ("discriminator",) for name in available_gans()
+               if not name.startswith("vaegan"))
 
 
 def test_the_run_config_refuses_a_model_of_another_sample_kind():
@@ -170,7 +172,7 @@ def test_medgan_models_lists_every_variant_with_its_sizes(capsys):
     assert by_key["mlp1d", "ecg12"]["model_kwargs"] == {"channels": 12}
     assert by_key["mlp1d", "ecg12"]["discriminator_parameters"] == _hand_count_mlp1d_discriminator(12 * 128)
     assert by_key["wgan1d", "ecg"]["loss"] == "wasserstein"
-    assert all(row["touches_real_data"] == ["discriminator"] for row in rows)
+    assert all(row["touches_real_data"] == ["discriminator"] for row in rows if not row["model"].startswith("vaegan"))
 
     assert main(["models"]) == 0
     table = capsys.readouterr().out

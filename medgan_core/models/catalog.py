@@ -30,6 +30,8 @@ class VariantRow:
             norm grows with the square root of this).
         loss: ``"bce"`` or ``"wasserstein"``.
         touches_real_data: Networks trained under DP-SGD and charged to the ledger.
+        encoder_parameters: Trainable parameters of a VAE-GAN's encoder (0 without one);
+            released with the model update like G and D.
     """
 
     model: str
@@ -40,6 +42,7 @@ class VariantRow:
     discriminator_parameters: int
     loss: str
     touches_real_data: tuple[str, ...]
+    encoder_parameters: int = 0
 
 
 def _count(module: nn.Module) -> int:
@@ -71,5 +74,6 @@ def variant_rows() -> list[VariantRow]:
                 model_kwargs=modality.model_kwargs(run), generator_parameters=_count(gan.generator),
                 discriminator_parameters=_count(gan.discriminator), loss=gan.loss,
                 touches_real_data=spec.touches_real_data,
+                encoder_parameters=0 if gan.encoder is None else _count(gan.encoder),
             ))
     return rows

@@ -19,8 +19,12 @@ __all__ = ["GanPair", "GanSpec", "available_gans", "create_gan", "gan_spec", "re
 class GanPair:
     """A generator and its discriminator, built from one config.
 
-    The discriminator is the only network that sees real records, so it is the one that
-    DP-SGD wraps; the generator only ever sees the discriminator's outputs on fakes.
+    In a plain GAN the discriminator is the only network that sees real records, so it is
+    the one that DP-SGD wraps; the generator only ever sees the discriminator's outputs on
+    fakes. A VAE-GAN (:mod:`medgan_core.models.vaegan`) adds an ``encoder``
+    (``(samples, labels) -> (mu, logvar)``): the encoder and the generator's reconstruction
+    of real records then train under a second DP-SGD mechanism on the same Poisson sample
+    (:mod:`medgan_core.training.vae_dp`), and the encoder is part of the model update.
     """
 
     generator: nn.Module
@@ -29,6 +33,8 @@ class GanPair:
     num_classes: int
     # "bce" for the non-saturating DCGAN loss, "wasserstein" for critic-style variants.
     loss: str = "bce"
+    # VAE-GAN only: the encoder q(z | x, y); None for every plain GAN.
+    encoder: nn.Module | None = None
 
 
 GanFactory = Callable[..., GanPair]

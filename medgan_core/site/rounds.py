@@ -26,6 +26,8 @@ from medgan_core.site.randomness import derive_noise
 from medgan_core.site.release import SizeRelease, class_counts, size_release
 from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, LocalTrainingResult, train_local_gan
 from medgan_core.training.patient_dp import PatientDPSettings
+from medgan_core.training.vae_dp import dp_mechanisms
+from privacy.accounting import joint_noise_multiplier, per_mechanism_noise_multiplier
 from privacy.feasibility import MAX_NOISE_TO_SIGNAL, PatientFeasibility, patient_level_feasibility
 from privacy.ledger import PrivacyLedger
 from privacy.patient_release import ledger_entry as patient_ledger_entry
@@ -71,6 +73,11 @@ def train_round(
             raise NonPrivateRefused(f"{site.site_id} does not allow non-private training (dp-enabled=false refused)")
         return _train_non_private(site, run, gan, data, local_steps, seed, server_round, device)
 
+    if site.unit(run) == "patient" and gan.encoder is not None:
+        # Before the ledger is opened: a refused round spends and writes nothing.
+        raise ConfigError(f"{site.site_id}: model={run.model!r} trains its encoder and generator on real records, "
+                          "and patient-level clipping of that step is not implemented; use privacy-unit='record' "
+                          "(the site's [privacy] unit too), or a plain GAN variant for patient-level DP")
     # The lock is held from the budget check through the recorded release, and the round is
     # charged at its planned cost before training: a concurrent round waits (or is refused
     # as busy), and a crash at any point leaves the spend counted, never lost.
@@ -78,19 +85,20 @@ def train_round(
                               target_delta=site.target_delta) as ledger:
         unit = site.unit(run)
         release = size_release(site, run, data, ledger, run_id, unit)
+        dp: DPSettings | PatientDPSettings
         if unit == "patient":
             dp, sample_rate, noise = _patient_dp(site, run, release, ledger, server_round, local_steps)
+            charged_noise = noise
         else:
             if release.public_size < run.batch_size:
                 raise ConfigError(f"{site.site_id}: its released size {release.public_size} is below "
                                   f"batch-size={run.batch_size}; lower batch-size")
             sample_rate = run.batch_size / release.public_size
-            noise = run.noise_multiplier if run.noise_multiplier > 0 else derive_noise(
-                ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+            noise, charged_noise = _record_noise(run, gan, ledger, server_round, sample_rate, local_steps)
             dp = DPSettings(noise_multiplier=noise, max_grad_norm=run.max_grad_norm,
                             grad_sample_mode=run.grad_sample_mode)
-        ledger.check_can_spend(noise_multiplier=noise, sample_rate=sample_rate, steps=local_steps)
-        charged = ledger.charge(run_id=run_id, server_round=server_round, noise_multiplier=noise,
+        ledger.check_can_spend(noise_multiplier=charged_noise, sample_rate=sample_rate, steps=local_steps)
+        charged = ledger.charge(run_id=run_id, server_round=server_round, noise_multiplier=charged_noise,
                                 sample_rate=sample_rate, steps=local_steps, unit=unit)
 
         # The unit in words on every epsilon: "patient", or the modality's record ("beat", "image").
@@ -112,6 +120,24 @@ def train_round(
         logger.info("round %d | %s | released update, epsilon %.3f of %.3f per %s (delta %g)", server_round,
                     site.site_id, entry.epsilon_after, ledger.target_epsilon, unit_word, ledger.target_delta)
     return gan_state(gan), _train_reply(float(release.public_size), entry.epsilon_after, result, noise)
+
+
+def _record_noise(run: RunConfig, gan: GanPair, ledger: PrivacyLedger, server_round: int, sample_rate: float,
+                  local_steps: int) -> tuple[float, float]:
+    """``(sigma per mechanism, sigma the ledger charges)`` for record-level DP-SGD.
+
+    A plain GAN has one Gaussian mechanism per step (D's), and both are the same. A VAE-GAN
+    has two on the same sample (D's and the VAE part's), accounted as one with
+    ``sigma / sqrt(2)`` (:func:`privacy.accounting.joint_noise_multiplier`): the budget
+    calibrates that joint multiplier, and each mechanism adds ``sqrt(2)`` times it, so the
+    planned (charged) epsilon is the composed one. A run's explicit ``noise-multiplier`` is
+    the per-mechanism sigma, and is charged at its joint value.
+    """
+    mechanisms = dp_mechanisms(gan)
+    if run.noise_multiplier > 0:
+        return run.noise_multiplier, joint_noise_multiplier(run.noise_multiplier, mechanisms=mechanisms)
+    joint = derive_noise(ledger, run=run, server_round=server_round, sample_rate=sample_rate, local_steps=local_steps)
+    return per_mechanism_noise_multiplier(joint, mechanisms=mechanisms), joint
 
 
 def _patient_dp(site: SiteConfig, run: RunConfig, release: SizeRelease, ledger: PrivacyLedger,

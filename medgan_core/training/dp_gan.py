@@ -33,6 +33,12 @@ Privacy reasoning, in short:
   step, to the already privatised weights: post-processing, no privacy cost. A gradient
   penalty is not offered: its parameter gradient is second order, which Opacus's
   per-sample gradients do not support.
+* A VAE-GAN (``gan.encoder`` set) adds a second Gaussian mechanism on the same Poisson
+  sample: the encoder's and the generator's reconstruction + KL step, clipped per record
+  and noised with the same ``sigma`` (:mod:`medgan_core.training.vae_dp`, which also argues
+  the accounting: one joint entry ``(sigma / sqrt(2), q, steps)``). It runs after D's step
+  and reads no D weight, so both mechanisms query the same released state. Record-level
+  only: patient-level ``dp`` is refused.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from medgan_core.models.registry import GanPair
 from medgan_core.training import grad_samplers  # noqa: F401  (registers the faster Conv1d sampler)
 from medgan_core.training.fused_dp import FusedDPGradients
 from medgan_core.training.patient_dp import PatientDPSettings, train_local_gan_per_patient
+from medgan_core.training.vae_dp import DPVaeStep, PlainVaeStep, round_history
 from medgan_core.training.steps import (
     LocalTrainingConfig,
     LocalTrainingResult,
@@ -137,8 +144,12 @@ def train_local_gan(
     Raises:
         ConfigError: fewer samples than a batch, or an unknown ``gan.loss`` / a
             ``"wasserstein"`` critic without ``enforce_lipschitz()``; ``patient_ids``
-            without patient-level ``dp`` or the reverse.
+            without patient-level ``dp`` or the reverse; a VAE-GAN with patient-level ``dp``.
     """
+    if isinstance(dp, PatientDPSettings) and gan.encoder is not None:
+        raise ConfigError("a VAE-GAN's encoder and generator train on real records, and their per-patient clipping "
+                          "is not implemented: use privacy-unit='record' with a VAE-GAN variant, or a plain GAN "
+                          "variant for patient-level DP")
     if isinstance(dp, PatientDPSettings):
         if patient_ids is None:
             raise ConfigError("patient-level DP needs patient_ids, one per record")
@@ -211,6 +222,7 @@ def train_local_gan(
     d_fake_losses: list[float] = []
     g_losses: list[float] = []
     batches = _cycle(loader)
+    vae_step = _vae_step(gan, dp, config, noise_rng, fake_rng)
     ema = _WeightAverage(generator, config.generator_ema) if config.generator_ema > 0 else None
     for step in range(1, config.local_steps + 1):
         real, real_labels = (t.to(device) for t in next(batches))
@@ -218,6 +230,10 @@ def train_local_gan(
             gan, discriminator, d_optimizer, criterion, real, real_labels, fake_count, prior, fake_rng, fused)
         d_losses.append(d_loss)
         d_fake_losses.append(d_loss_fake)
+        if vae_step is not None:
+            # Same Poisson sample, same released state (D's step changed only D): the second
+            # mechanism of this step. Its loss is on real records and stays at the site.
+            vae_step(real, real_labels)
         g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng,
                                         mode_seeking_weight=config.mode_seeking_weight))
         if ema is not None:
@@ -229,21 +245,39 @@ def train_local_gan(
     tail = max(1, len(d_losses) // 4)
     dp_history: list[tuple[float, float, int]] = []
     if dp is not None:
-        # Every D step is one subsampled Gaussian step at (sigma, q); recorded by us rather
-        # than by Opacus's hook, whose q would be 1 / len(loader).
-        dp_history = [(float(dp.noise_multiplier), float(sample_rate), int(config.local_steps))]
+        # Every step is one subsampled Gaussian step at (sigma, q) (at (sigma / sqrt 2, q) for
+        # a VAE-GAN: D's and the VAE's mechanisms on one sample); recorded by us rather than
+        # by Opacus's hook, whose q would be 1 / len(loader).
+        dp_history = round_history(gan, noise_multiplier=dp.noise_multiplier, sample_rate=sample_rate,
+                                   steps=config.local_steps)
         if fused is not None:
             fused.close()
         else:
             _unwrap(discriminator)
     gan.generator.cpu()  # the state dicts that leave the site are CPU tensors
     gan.discriminator.cpu()
+    if gan.encoder is not None:
+        gan.encoder.cpu()
     return LocalTrainingResult(
         d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-tail:]) / tail),
         d_loss_fake=float(sum(d_fake_losses[-tail:]) / tail),
         steps=config.local_steps, num_examples=len(beats), sample_rate=sample_rate,
         dp_history=dp_history,
     )
+
+
+def _vae_step(gan: GanPair, dp: DPSettings | None, config: LocalTrainingConfig, noise_rng: torch.Generator,
+              latent_rng: torch.Generator) -> DPVaeStep | PlainVaeStep | None:
+    """The VAE-GAN's encoder + reconstruction step (None for a plain GAN), DP iff ``dp`` is given."""
+    if gan.encoder is None:
+        return None
+    gan.encoder.to(config.device)  # G is already there; the latents and noise follow their generators
+    if dp is None:
+        return PlainVaeStep(gan, batch_size=config.batch_size, learning_rate=config.learning_rate_g,
+                            betas=config.betas, latent_rng=latent_rng)
+    return DPVaeStep(gan, noise_multiplier=dp.noise_multiplier, max_grad_norm=dp.max_grad_norm,
+                     batch_size=config.batch_size, learning_rate=config.learning_rate_g, betas=config.betas,
+                     noise_rng=noise_rng, latent_rng=latent_rng)
 
 
 def _cycle(loader: DataLoader):
