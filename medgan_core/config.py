@@ -67,8 +67,10 @@ class RunConfig:
     # Simulation only: how the sites' patients are split. "records" = as site-records says
     # (X-ray: the shares; ecg12: the institutions); "dirichlet" = each class's patients over
     # the sites by Dir(partition-alpha) (medgan_core.data.partition), the hold-out unchanged.
+    # A Dirichlet draw that leaves a site under partition-min-patients patients is redrawn.
     partition: str = "records"
     partition_alpha: float = 1.0
+    partition_min_patients: int = 10
     fraction_train: float = 1.0
     min_nodes: int = 2
     fraction_evaluate: float = 1.0
@@ -192,6 +194,7 @@ _RULES: dict[str, Rule] = {
     "holdout_records": _TEXT,
     "partition": one_of("records", "dirichlet"),
     "partition_alpha": finite_in(0.0, 1e6, low_open=True),
+    "partition_min_patients": positive_int(1_000_000),
     "fraction_train": finite_in(0.0, 1.0, low_open=True),
     "min_nodes": positive_int(100_000),
     "fraction_evaluate": finite_in(0.0, 1.0),

@@ -156,6 +156,16 @@ def test_dirichlet_xray_sites_are_skewed_disjoint_and_keep_the_holdout(xray_data
     assert set(audit_non_members.patient_ids) | set(audit_reference.patient_ids) == set(holdout.patients)
 
 
+def test_the_run_config_minimum_reaches_the_xray_sites(xray_data_dir, tmp_path):
+    run = _xray_run(xray_data_dir, tmp_path, partition="dirichlet",
+                    **{"partition-alpha": 0.1, "partition-min-patients": 300})
+    sites, _ = get_modality("xray").evaluation_data(run)
+    assert min(len(set(site.patients)) for site in sites) >= 300
+    with pytest.raises(ConfigError, match="partition-min-patients"):
+        get_modality("xray").evaluation_data(_xray_run(xray_data_dir, tmp_path, partition="dirichlet",
+                                                       **{"partition-min-patients": 800}))  # 3 x 800 > 2,122
+
+
 def test_the_xray_split_function_needs_labels_for_a_dirichlet_split(xray_data_dir, tmp_path):
     run = _xray_run(xray_data_dir, tmp_path)
     with pytest.raises(ValueError, match="labels"):
@@ -166,6 +176,17 @@ def test_bundled_mitbih_is_too_few_patients_for_a_dirichlet_split(tmp_path):
     run = RunConfig.from_mapping({"run-dir": str(tmp_path / "run"), "partition": "dirichlet"})
     with pytest.raises(ConfigError, match="partition='records'"):
         SiteConfig.for_simulation(run, 0)
+
+
+def test_a_dirichlet_ecg_split_deals_whole_records_when_the_minimum_allows(tmp_path):
+    records = {"run-dir": str(tmp_path / "run")}
+    run = RunConfig.from_mapping({**records, "partition": "dirichlet", "partition-alpha": 100.0,
+                                  "partition-min-patients": 2})
+    sites = [[Path(p).name for p in SiteConfig.for_simulation(run, k).data_paths] for k in range(3)]
+    assert sorted(r for site in sites for r in site) == sorted(["106", "100", "105", "123", "108", "121", "800"])
+    assert all(len(site) >= 2 for site in sites)
+    assert SiteConfig.for_simulation(run, 0).audit_paths == SiteConfig.for_simulation(
+        RunConfig.from_mapping(records), 0).audit_paths  # the held-out patients are unchanged
 
 
 def test_records_partition_leaves_the_ecg_sites_as_they_were(tmp_path):

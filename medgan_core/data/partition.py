@@ -16,7 +16,9 @@ Two rules keep the split honest for medical data:
   rejected and redrawn (as NIID-Bench does; it slightly tempers the skew of very small
   alpha); when the patients cannot fill every site, or no draw of ``MAX_DRAWS`` does,
   :class:`~medgan_core.errors.ConfigError` names ``partition`` / ``partition-alpha`` and
-  the fix instead of producing a site without data.
+  the fix instead of producing a site without data. The minimum is the run-config key
+  ``partition-min-patients`` (default 10); a site that trains with patient-level DP needs
+  more than ``patients-per-step`` patients, so raise it for such runs.
 
 The split is seeded by the run's public seed and uses only the labels a simulation's
 researcher already holds; it decides which simulated hospital holds which patient, like the
@@ -36,7 +38,8 @@ from medgan_core.errors import ConfigError
 __all__ = ["MAX_DRAWS", "MIN_PATIENTS_PER_SITE", "check_enough_patients", "dirichlet_patient_partition", "dirichlet_record_groups",
            "patient_labels"]
 
-#: Fewest patients a simulated site may get from a Dirichlet split.
+#: Fewest patients a simulated site may get from a Dirichlet split, unless told otherwise
+#: (run-config ``partition-min-patients``).
 MIN_PATIENTS_PER_SITE = 10
 #: Dirichlet draws tried before a split that leaves no site under the minimum is given up.
 MAX_DRAWS = 1000
@@ -70,7 +73,8 @@ def check_enough_patients(num_patients: int, *, num_sites: int, min_patients: in
         raise ConfigError(
             f"run-config: partition='dirichlet' needs at least {min_patients} patients per site, "
             f"{num_sites * min_patients} for {num_sites} sites, but the sites' data holds {num_patients} "
-            "patients; use partition='records' (the site-records split), fewer sites, or more patients")
+            "patients; use partition='records' (the site-records split), fewer sites, a smaller "
+            "partition-min-patients, or more patients")
 
 
 def dirichlet_patient_partition(labels_by_patient: Mapping[str, int], *, num_sites: int, alpha: float, seed: int,
@@ -120,7 +124,7 @@ def dirichlet_patient_partition(labels_by_patient: Mapping[str, int], *, num_sit
     raise ConfigError(
         f"run-config: partition='dirichlet' with partition-alpha = {alpha} left some site under {min_patients} "
         f"patients in {MAX_DRAWS} draws ({len(patients)} patients, {num_sites} sites); use a larger "
-        "partition-alpha, fewer sites, more patients, or partition='records'")
+        "partition-alpha, a smaller partition-min-patients, fewer sites, more patients, or partition='records'")
 
 
 def dirichlet_record_groups(patient_ids: Sequence[str], labels: Sequence[int], *, num_sites: int, alpha: float,

@@ -69,26 +69,29 @@ def ecg_site_groups(run: "RunConfig") -> list[list[str]]:
 
     Raises:
         ConfigError: fewer patients than the Dirichlet split needs (the bundled MIT-BIH
-            data, 7 site records for 3 sites, is too few: use ``partition='records'``).
+            data, 7 site records for 3 sites at 10 per site, is too few: use
+            ``partition='records'``).
     """
     groups = run.site_record_groups()
     if run.dirichlet_alpha is None:
         return groups
     pool = tuple(sorted({record for group in groups for record in group}))
-    check_enough_patients(len(pool), num_sites=len(groups))  # before reading any record
-    return _dirichlet_records(run.data_root, pool, len(groups), run.dirichlet_alpha, run.seed)
+    minimum = run.partition_min_patients
+    check_enough_patients(len(pool), num_sites=len(groups), min_patients=minimum)  # before reading any record
+    return _dirichlet_records(run.data_root, pool, len(groups), run.dirichlet_alpha, run.seed, minimum)
 
 
 @functools.lru_cache(maxsize=4)
 def _dirichlet_records(data_root: str, pool: tuple[str, ...], num_sites: int, alpha: float,
-                       seed: int) -> list[list[str]]:
+                       seed: int, min_patients: int) -> list[list[str]]:
     # Every simulated site asks for its records; each process reads the beats' labels once.
     labels: dict[str, int] = {}
     for record in pool:
         beats, _ = load_ecg_records([Path(data_root) / record], EcgConfig())
         if len(beats):
             labels.update(patient_labels([record] * len(beats), beats.labels.tolist()))
-    return dirichlet_patient_partition(labels, num_sites=num_sites, alpha=alpha, seed=seed)
+    return dirichlet_patient_partition(labels, num_sites=num_sites, alpha=alpha, seed=seed,
+                                       min_patients=min_patients)
 
 
 @register_modality

@@ -75,8 +75,9 @@ def ecg12_split(run: "RunConfig") -> tuple[list[list[str]], list[str]]:
     """Each site's records (one institution each) and the held-out records, as names under ``data-root``.
 
     Raises:
-        ConfigError: ``holdout-records`` is not a fraction in (0, 1), or an institution
-            prefix matches fewer than two records.
+        ConfigError: ``holdout-records`` is not a fraction in (0, 1), an institution
+            prefix matches fewer than two records, or ``partition='dirichlet'`` cannot fill
+            every site (:func:`~medgan_core.data.partition.dirichlet_patient_partition`).
     """
     try:
         fraction = float(run.holdout_records.strip())
@@ -99,18 +100,21 @@ def ecg12_split(run: "RunConfig") -> tuple[list[list[str]], list[str]]:
         holdout += [r for i, r in enumerate(records) if i in chosen]
         sites.append([r for i, r in enumerate(records) if i not in chosen])
     if run.dirichlet_alpha is not None:
-        sites = _dirichlet_sites(root, sites, alpha=run.dirichlet_alpha, seed=run.seed)
+        sites = _dirichlet_sites(root, sites, alpha=run.dirichlet_alpha, seed=run.seed,
+                                 min_patients=run.partition_min_patients)
     return sites, holdout
 
 
-def _dirichlet_sites(root: Path, sites: list[list[str]], *, alpha: float, seed: int) -> list[list[str]]:
+def _dirichlet_sites(root: Path, sites: list[list[str]], *, alpha: float, seed: int,
+                     min_patients: int) -> list[list[str]]:
     # The record's class is its header's (label_of_codes), so no signal is read to split.
     import wfdb
 
     pool = sorted(r for site in sites for r in site)
-    check_enough_patients(len(pool), num_sites=len(sites))
+    check_enough_patients(len(pool), num_sites=len(sites), min_patients=min_patients)
     labels = {r: label_of_codes(dx_codes(list(wfdb.rdheader(str(root / r)).comments or []))) for r in pool}
-    return dirichlet_patient_partition(labels, num_sites=len(sites), alpha=alpha, seed=seed)
+    return dirichlet_patient_partition(labels, num_sites=len(sites), alpha=alpha, seed=seed,
+                                       min_patients=min_patients)
 
 
 @register_modality

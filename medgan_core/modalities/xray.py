@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from medgan_core.data.partition import dirichlet_record_groups
+from medgan_core.data.partition import MIN_PATIENTS_PER_SITE, dirichlet_record_groups
 from medgan_core.data.report import DataReport
 from medgan_core.data.splits import split_by_patient
 from medgan_core.errors import ConfigError
@@ -45,18 +45,20 @@ class PatientShare:
         seed: Seed of the patient shuffle.
         alpha: ``None`` for the split by ``weights``; else the sites' patients are dealt by
             Dir(alpha) per class (the held-out group stays the one of ``weights``).
+        min_patients: Dirichlet only: fewest patients per site.
     """
 
     weights: tuple[float, ...]
     group: int
     seed: int
     alpha: float | None = None
+    min_patients: int = MIN_PATIENTS_PER_SITE
 
     def select(self, patient_ids: list[str], labels: np.ndarray | None = None) -> np.ndarray:
         """Indices of this group's images among ``patient_ids`` (whole patients only);
         ``labels`` (one per image) are needed for a Dirichlet split."""
         return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed, labels=labels,
-                                   alpha=self.alpha)[self.group]
+                                   alpha=self.alpha, min_patients=self.min_patients)[self.group]
 
 
 def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
@@ -89,7 +91,8 @@ def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
 
 
 def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], seed: int,
-                        labels: np.ndarray | None = None, alpha: float | None = None) -> list[np.ndarray]:
+                        labels: np.ndarray | None = None, alpha: float | None = None,
+                        min_patients: int = MIN_PATIENTS_PER_SITE) -> list[np.ndarray]:
     """Image indices per group: the sites', then the held-out group.
 
     The groups are those of :func:`split_by_patient` with normalised ``weights``. With
@@ -110,7 +113,7 @@ def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], s
         raise ValueError("a Dirichlet split of the patients needs the images' labels")
     pool = np.sort(np.concatenate(groups[:-1]))
     sites = dirichlet_record_groups([patient_ids[i] for i in pool], np.asarray(labels)[pool],
-                                    num_sites=len(groups) - 1, alpha=alpha, seed=seed)
+                                    num_sites=len(groups) - 1, alpha=alpha, seed=seed, min_patients=min_patients)
     return [pool[site] for site in sites] + [groups[-1]]
 
 
@@ -144,7 +147,8 @@ class XrayModality(Modality):
 
     def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
         weights = xray_share_weights(run)
-        share = PatientShare(weights=weights, group=partition_id, seed=run.seed, alpha=run.dirichlet_alpha)
+        share = PatientShare(weights=weights, group=partition_id, seed=run.seed, alpha=run.dirichlet_alpha,
+                             min_patients=run.partition_min_patients)
         # The held-out group is the same for every partition: no alpha needed to find it.
         holdout = PatientShare(weights=weights, group=len(weights) - 1, seed=run.seed)
         return SimulatedSite(data_paths=(run.data_root,), patient_share=share,
@@ -237,7 +241,8 @@ class XrayModality(Modality):
         every = LabelledSet(torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1),
                             torch.from_numpy(np.asarray(labels)).long(), tuple(patients))
         groups = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed,
-                                     labels=np.asarray(labels), alpha=run.dirichlet_alpha)
+                                     labels=np.asarray(labels), alpha=run.dirichlet_alpha,
+                                     min_patients=run.partition_min_patients)
         return [every.take(group) for group in groups[:-1]], every.take(groups[-1])
 
     def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
