@@ -1,10 +1,12 @@
 """Label-skewed simulated sites: each class's patients spread over the sites by Dir(alpha).
 
-Hsu, Qi and Brown (2019), "Measuring the effects of non-identical data distribution for
-federated visual classification": for every class a vector of site proportions is drawn
-from a symmetric Dirichlet(alpha) and that class's patients are dealt to the sites in
-those proportions. Large alpha (100) gives near-identical class mixes at every site; small
-alpha (0.1) gives sites that hold mostly one class.
+Dirichlet label skew after Hsu, Qi and Brown (2019), "Measuring the effects of non-identical
+data distribution for federated visual classification", in the per-class form of Yurochkin
+et al. (2019) and NIID-Bench (Li et al., 2022): for every class a vector of site proportions
+is drawn from a symmetric Dirichlet(alpha) and that class's patients are dealt to the sites
+in those proportions, so sites differ in class mix and in size. Large alpha (100) gives
+near-identical class mixes at every site; small alpha (0.1) gives sites that hold mostly
+one class.
 
 Two rules keep the split honest for medical data:
 
