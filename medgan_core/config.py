@@ -64,6 +64,13 @@ class RunConfig:
     # records) and the held-out patients no site trains on. One record is one patient.
     site_records: str = "mitdb/106 mitdb/100|mitdb/105 mitdb/123|mitdb/108 mitdb/121 svdb/800"
     holdout_records: str = "mitdb/114 mitdb/116"
+    # Simulation only: how the sites' patients are split. "records" = as site-records says
+    # (X-ray: the shares; ecg12: the institutions); "dirichlet" = each class's patients over
+    # the sites by Dir(partition-alpha) (medgan_core.data.partition), the hold-out unchanged.
+    # A Dirichlet draw that leaves a site under partition-min-patients patients is redrawn.
+    partition: str = "records"
+    partition_alpha: float = 1.0
+    partition_min_patients: int = 10
     fraction_train: float = 1.0
     min_nodes: int = 2
     fraction_evaluate: float = 1.0
@@ -151,6 +158,11 @@ class RunConfig:
 
         return get_modality(self.modality).default_unit
 
+    @property
+    def dirichlet_alpha(self) -> float | None:
+        """``partition-alpha`` when the simulated sites are a Dirichlet label-skew split, else ``None``."""
+        return self.partition_alpha if self.partition == "dirichlet" else None
+
     def site_record_groups(self) -> list[list[str]]:
         return [group.split() for group in self.site_records.split("|") if group.strip()]
 
@@ -186,6 +198,9 @@ _RULES: dict[str, Rule] = {
     "data_root": Rule(str, lambda v: bool(v.strip()), "a non-empty path"),
     "site_records": _TEXT,
     "holdout_records": _TEXT,
+    "partition": one_of("records", "dirichlet"),
+    "partition_alpha": finite_in(0.0, 1e6, low_open=True),
+    "partition_min_patients": positive_int(1_000_000),
     "fraction_train": finite_in(0.0, 1.0, low_open=True),
     "min_nodes": positive_int(100_000),
     "fraction_evaluate": finite_in(0.0, 1.0),

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.processes import console_script, flower_process_env
 
-__all__ = ["APP_DIR", "check_gpus_per_site", "check_patient_level_feasible", "federation_config", "local_simulation_superlink",
-           "resolve_run_config", "run_federation", "to_run_config_arg"]
+__all__ = ["APP_DIR", "SiteCounts", "check_gpus_per_site", "check_patient_level_feasible", "federation_config",
+           "local_simulation_superlink", "log_site_class_counts", "resolve_run_config", "run_federation",
+           "site_class_counts", "to_run_config_arg"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,38 @@ def check_patient_level_feasible(run: RunConfig) -> None:
         if not verdict.feasible:
             raise ConfigError(f"privacy-unit=patient: {site.site_id}: {verdict.verdict}. Fix: "
                               "privacy-unit='record' (one beat or image is the unit), or sites with more patients")
+
+
+@dataclass(frozen=True)
+class SiteCounts:
+    """One simulated site's data: patients, and records (images, beats) per class name."""
+
+    patients: int
+    per_class: dict[str, int]
+
+
+def site_class_counts(run: RunConfig) -> list[SiteCounts]:
+    """What each simulated site of ``run`` holds, by class (reads the sites' data, as the
+    report does: the same patients the sites train on)."""
+    from medgan_core.modalities import get_modality
+
+    modality = get_modality(run.modality)
+    sites, _ = modality.evaluation_data(run)
+    return [SiteCounts(patients=len(set(site.patients)),
+                       per_class={name: int((site.labels == k).sum()) for k, name in enumerate(modality.class_names)})
+            for site in sites]
+
+
+def log_site_class_counts(run: RunConfig) -> list[SiteCounts]:
+    """Log each simulated site's patients and class counts (``partition`` shows how skewed
+    the sites are); returns them."""
+    split = "records" if run.dirichlet_alpha is None else f"dirichlet, alpha {run.dirichlet_alpha:g}"
+    counts = site_class_counts(run)
+    for k, site in enumerate(counts):
+        total = sum(site.per_class.values()) or 1
+        mix = ", ".join(f"{name} {n} ({n / total:.0%})" for name, n in site.per_class.items())
+        logger.info("site-%d (partition %s): %d patients; %s", k, split, site.patients, mix)
+    return counts
 
 
 def run_federation(run: RunConfig, *, num_sites: int | None = None, verbose: bool = False,

@@ -1,11 +1,13 @@
 """Single-lead ECG beats from WFDB records (.hea, .dat, .atr), labelled N or V.
 
 One MIT-BIH record is one patient; a simulated site is a list of records
-(``site-records``). Samples are ``(N, 1, 128)`` beats at 180 Hz in units of 5 mV.
+(``site-records``), or with ``partition='dirichlet'`` a label-skewed deal of all those
+records (:func:`ecg_site_groups`). Samples are ``(N, 1, 128)`` beats at 180 Hz in units of 5 mV.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 
 from medgan_core.data.ecg import EcgConfig, find_records, load_ecg_records
+from medgan_core.data.partition import check_enough_patients, dirichlet_patient_partition, patient_labels
 from medgan_core.data.splits import split_audit_patients
 from medgan_core.metrics.names import DTW_SYN_TO_REAL
 from medgan_core.modalities.base import Modality, SimulatedSite, register_modality
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from medgan_core.data.site_data import SiteData
     from medgan_core.evaluation.settings import EvaluationSettings
 
-__all__ = ["ECG_WAVE_WINDOWS_MS", "EcgModality", "ecg_labelled_set"]
+__all__ = ["ECG_WAVE_WINDOWS_MS", "EcgModality", "ecg_labelled_set", "ecg_site_groups"]
 
 #: Named windows of a beat in ms relative to its R peak, [start, end), for attribution summaries.
 ECG_WAVE_WINDOWS_MS: dict[str, tuple[int, int]] = {
@@ -56,6 +59,41 @@ def ecg_labelled_set(record_paths: Sequence[str | Path], patients: Sequence[str]
     return LabelledSet.concat(parts)
 
 
+def ecg_site_groups(run: "RunConfig") -> list[list[str]]:
+    """Each simulated site's records: ``site-records``' groups, or with ``partition='dirichlet'``
+    all of their records dealt again by class (the hold-out is unchanged).
+
+    A record (patient) holds N and V beats; it counts under its majority class, a tie going to
+    the rarer class (:func:`~medgan_core.data.partition.patient_labels`), so on MIT-BIH most
+    records count as N. A record without a readable beat is left out.
+
+    Raises:
+        ConfigError: fewer patients than the Dirichlet split needs (the bundled MIT-BIH
+            data, 7 site records for 3 sites at 10 per site, is too few: use
+            ``partition='records'``).
+    """
+    groups = run.site_record_groups()
+    if run.dirichlet_alpha is None:
+        return groups
+    pool = tuple(sorted({record for group in groups for record in group}))
+    minimum = run.partition_min_patients
+    check_enough_patients(len(pool), num_sites=len(groups), min_patients=minimum)  # before reading any record
+    return _dirichlet_records(run.data_root, pool, len(groups), run.dirichlet_alpha, run.seed, minimum)
+
+
+@functools.lru_cache(maxsize=4)
+def _dirichlet_records(data_root: str, pool: tuple[str, ...], num_sites: int, alpha: float,
+                       seed: int, min_patients: int) -> list[list[str]]:
+    # Every simulated site asks for its records; each process reads the beats' labels once.
+    labels: dict[str, int] = {}
+    for record in pool:
+        beats, _ = load_ecg_records([Path(data_root) / record], EcgConfig())
+        if len(beats):
+            labels.update(patient_labels([record] * len(beats), beats.labels.tolist()))
+    return dirichlet_patient_partition(labels, num_sites=num_sites, alpha=alpha, seed=seed,
+                                       min_patients=min_patients)
+
+
 @register_modality
 class EcgModality(Modality):
     name = "ecg"
@@ -77,7 +115,7 @@ class EcgModality(Modality):
         return tuple(str(p) for p in find_records(data_dir))
 
     def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
-        groups = run.site_record_groups()
+        groups = ecg_site_groups(run)
         return SimulatedSite(
             data_paths=tuple(str(p) for p in run.record_paths(groups[partition_id])),
             audit_paths=tuple(str(p) for p in run.record_paths(run.holdout_records.split())),
@@ -118,7 +156,7 @@ class EcgModality(Modality):
         return ecg_labelled_set(paths, [Path(path).name for path in paths])
 
     def evaluation_data(self, run: "RunConfig") -> tuple[list["LabelledSet"], "LabelledSet"]:
-        sites = [ecg_labelled_set(run.record_paths(list(patients)), patients) for patients in run.site_record_groups()]
+        sites = [ecg_labelled_set(run.record_paths(list(patients)), patients) for patients in ecg_site_groups(run)]
         holdout = run.holdout_records.split()
         return sites, ecg_labelled_set(run.record_paths(holdout), holdout)
 

@@ -4,7 +4,9 @@ Sites are institutions: in a simulation each ``|``-separated group of ``site-rec
 a record-name prefix (``"E|JS|HR"``: Georgia, Chapman-Shaoxing, PTB-XL) and the site holds
 that institution's records under ``data-root``. ``holdout-records`` is the fraction of
 every institution's patients held out (``"0.2"``), drawn with the run's seed: the held-out
-set mixes all institutions and no site trains on it. One record is one patient.
+set mixes all institutions and no site trains on it. One record is one patient. With
+``partition='dirichlet'`` the institutions' site records are pooled and dealt again by class
+(Dir(``partition-alpha``), :mod:`medgan_core.data.partition`); the hold-out is unchanged.
 
 Samples are ``(N, C, 128)`` beats at 180 Hz in units of 5 mV, ``C`` = the run-config key
 ``leads`` (space-separated, ``""`` = all 12). Labels come from the record's SNOMED-CT codes
@@ -26,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from medgan_core.data.ecg12 import ECG12_CLASS_NAMES, STANDARD_LEADS, Ecg12Config, load_ecg12_records
+from medgan_core.data.ecg12 import (ECG12_CLASS_NAMES, STANDARD_LEADS, Ecg12Config, dx_codes, label_of_codes,
+                                    load_ecg12_records)
+from medgan_core.data.partition import check_enough_patients, dirichlet_patient_partition
 from medgan_core.data.splits import split_audit_patients
 from medgan_core.errors import ConfigError
 from medgan_core.metrics.names import DTW_SYN_TO_REAL
@@ -71,8 +75,9 @@ def ecg12_split(run: "RunConfig") -> tuple[list[list[str]], list[str]]:
     """Each site's records (one institution each) and the held-out records, as names under ``data-root``.
 
     Raises:
-        ConfigError: ``holdout-records`` is not a fraction in (0, 1), or an institution
-            prefix matches fewer than two records.
+        ConfigError: ``holdout-records`` is not a fraction in (0, 1), an institution
+            prefix matches fewer than two records, or ``partition='dirichlet'`` cannot fill
+            every site (:func:`~medgan_core.data.partition.dirichlet_patient_partition`).
     """
     try:
         fraction = float(run.holdout_records.strip())
@@ -94,7 +99,22 @@ def ecg12_split(run: "RunConfig") -> tuple[list[list[str]], list[str]]:
         chosen = set(np.random.default_rng([run.seed, index]).choice(len(records), held, replace=False).tolist())
         holdout += [r for i, r in enumerate(records) if i in chosen]
         sites.append([r for i, r in enumerate(records) if i not in chosen])
+    if run.dirichlet_alpha is not None:
+        sites = _dirichlet_sites(root, sites, alpha=run.dirichlet_alpha, seed=run.seed,
+                                 min_patients=run.partition_min_patients)
     return sites, holdout
+
+
+def _dirichlet_sites(root: Path, sites: list[list[str]], *, alpha: float, seed: int,
+                     min_patients: int) -> list[list[str]]:
+    # The record's class is its header's (label_of_codes), so no signal is read to split.
+    import wfdb
+
+    pool = sorted(r for site in sites for r in site)
+    check_enough_patients(len(pool), num_sites=len(sites), min_patients=min_patients)
+    labels = {r: label_of_codes(dx_codes(list(wfdb.rdheader(str(root / r)).comments or []))) for r in pool}
+    return dirichlet_patient_partition(labels, num_sites=len(sites), alpha=alpha, seed=seed,
+                                       min_patients=min_patients)
 
 
 @register_modality

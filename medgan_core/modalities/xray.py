@@ -1,7 +1,9 @@
 """Chest X-rays: an image folder (DICOM, JPEG, PNG) with NORMAL/ and PNEUMONIA/ class folders.
 
 Patients come from the file names (or DICOM PatientID, or a labels CSV), so a simulated
-federation splits one folder into sites by whole patients (:class:`PatientShare`). The
+federation splits one folder into sites by whole patients (:class:`PatientShare`): by the
+relative shares of ``site-records`` or, with ``partition='dirichlet'``, each class's
+patients by Dir(``partition-alpha``) (:mod:`medgan_core.data.partition`). The
 default DP unit is the patient: a site of this size (hundreds of patients) can afford it.
 """
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
+from medgan_core.data.partition import MIN_PATIENTS_PER_SITE, dirichlet_record_groups
 from medgan_core.data.report import DataReport
 from medgan_core.data.splits import split_by_patient
 from medgan_core.errors import ConfigError
@@ -40,15 +43,22 @@ class PatientShare:
             about equal size.
         group: This site's group (the held-out group is the last and is never a site).
         seed: Seed of the patient shuffle.
+        alpha: ``None`` for the split by ``weights``; else the sites' patients are dealt by
+            Dir(alpha) per class (the held-out group stays the one of ``weights``).
+        min_patients: Dirichlet only: fewest patients per site.
     """
 
     weights: tuple[float, ...]
     group: int
     seed: int
+    alpha: float | None = None
+    min_patients: int = MIN_PATIENTS_PER_SITE
 
-    def select(self, patient_ids: list[str]) -> np.ndarray:
-        """Indices of this group's images among ``patient_ids`` (whole patients only)."""
-        return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed)[self.group]
+    def select(self, patient_ids: list[str], labels: np.ndarray | None = None) -> np.ndarray:
+        """Indices of this group's images among ``patient_ids`` (whole patients only);
+        ``labels`` (one per image) are needed for a Dirichlet split."""
+        return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed, labels=labels,
+                                   alpha=self.alpha, min_patients=self.min_patients)[self.group]
 
 
 def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
@@ -80,10 +90,31 @@ def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
     return weights
 
 
-def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], seed: int) -> list[np.ndarray]:
-    """Image indices per group of :func:`split_by_patient` with normalised ``weights``."""
+def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], seed: int,
+                        labels: np.ndarray | None = None, alpha: float | None = None,
+                        min_patients: int = MIN_PATIENTS_PER_SITE) -> list[np.ndarray]:
+    """Image indices per group: the sites', then the held-out group.
+
+    The groups are those of :func:`split_by_patient` with normalised ``weights``. With
+    ``alpha``, the held-out group stays that one (so every alpha is scored on the same
+    patients) and the sites' patients, pooled, are dealt again by
+    :func:`~medgan_core.data.partition.dirichlet_record_groups` (the site weights then only
+    set the number of sites).
+
+    Raises:
+        ConfigError: see :func:`~medgan_core.data.partition.dirichlet_patient_partition`.
+        ValueError: ``alpha`` without ``labels``.
+    """
     total = sum(weights)
-    return split_by_patient(patient_ids, fractions=[w / total for w in weights], seed=seed)
+    groups = split_by_patient(patient_ids, fractions=[w / total for w in weights], seed=seed)
+    if alpha is None:
+        return groups
+    if labels is None:
+        raise ValueError("a Dirichlet split of the patients needs the images' labels")
+    pool = np.sort(np.concatenate(groups[:-1]))
+    sites = dirichlet_record_groups([patient_ids[i] for i in pool], np.asarray(labels)[pool],
+                                    num_sites=len(groups) - 1, alpha=alpha, seed=seed, min_patients=min_patients)
+    return [pool[site] for site in sites] + [groups[-1]]
 
 
 @functools.lru_cache(maxsize=2)
@@ -116,7 +147,9 @@ class XrayModality(Modality):
 
     def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
         weights = xray_share_weights(run)
-        share = PatientShare(weights=weights, group=partition_id, seed=run.seed)
+        share = PatientShare(weights=weights, group=partition_id, seed=run.seed, alpha=run.dirichlet_alpha,
+                             min_patients=run.partition_min_patients)
+        # The held-out group is the same for every partition: no alpha needed to find it.
         holdout = PatientShare(weights=weights, group=len(weights) - 1, seed=run.seed)
         return SimulatedSite(data_paths=(run.data_root,), patient_share=share,
                              audit_paths=(run.data_root,), audit_share=holdout)
@@ -127,7 +160,7 @@ class XrayModality(Modality):
         images, labels, patients, report = _xray_folder(data_paths[0], image_size)
         patients = [str(p) for p in patients]
         if patient_share is not None:
-            chosen = patient_share.select(patients)
+            chosen = patient_share.select(patients, np.asarray(labels))
             images, labels = images[chosen], np.asarray(labels)[chosen]
             patients = [patients[i] for i in chosen]
         samples = torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1)  # [0,1] -> [-1,1]
@@ -207,7 +240,9 @@ class XrayModality(Modality):
         patients = [str(p) for p in patients]
         every = LabelledSet(torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1),
                             torch.from_numpy(np.asarray(labels)).long(), tuple(patients))
-        groups = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed)
+        groups = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed,
+                                     labels=np.asarray(labels), alpha=run.dirichlet_alpha,
+                                     min_patients=run.partition_min_patients)
         return [every.take(group) for group in groups[:-1]], every.take(groups[-1])
 
     def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:

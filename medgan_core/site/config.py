@@ -162,7 +162,8 @@ class SiteConfig:
 
         ECG: ``site-records`` lists each site's records. X-ray: ``site-records`` and
         ``holdout-records`` are relative shares of the patients of ``data-root`` (see
-        :func:`xray_share_weights`).
+        :func:`xray_share_weights`). With ``partition='dirichlet'`` the sites' patients are
+        dealt again by class (:mod:`medgan_core.data.partition`), the held-out ones unchanged.
         """
         groups = run.site_record_groups()
         if not 0 <= partition_id < len(groups):
