@@ -8,14 +8,14 @@
 # samples/s with and without DP and their ratio. Environment knobs:
 #   DEVICE=cuda:1          which GPU (default cuda)
 #   BATCH_SIZES="64 256"   real samples per step, one table each (default "64 256")
-#   STEPS=300              timed local steps per mode (default 300)
+#   STEPS=100              local steps per interleaved round, 5 rounds per mode (default 100)
 #   MODES=non-dp,fused     modes of bench_dp.py, non-dp first (default: all five)
 #   OUT=runs/bench-gpu     where the JSON rows go (default runs/bench-gpu)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
 BATCH_SIZES=${BATCH_SIZES:-"64 256"}
-STEPS=${STEPS:-300}
+STEPS=${STEPS:-100}
 MODES=${MODES:-non-dp,fused,hooks,ghost,functorch}
 OUT=${OUT:-runs/bench-gpu}
 
