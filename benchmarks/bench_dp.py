@@ -7,7 +7,7 @@
 2. Flower's overhead: the wall time of one simulated round vs the same local work run
    directly (same sites, same parallelism). Target: at most 1.10x with >= 30 s of work.
 
-    .venv/bin/python benchmarks/bench_dp.py [--steps 40] [--repeats 5] [--round-steps 300] [--skip-round]
+    .venv/bin/python benchmarks/bench_dp.py [--steps 40] [--repeats 5] [--round-steps 300] [--skip-round | --skip-throughput]
         [--device auto|cpu|cuda|cuda:N] [--modes non-dp,fused] [--json OUT.json]
 
 ``--device`` (default ``cpu``) runs table 1 there; on CUDA the D-step timer synchronises
@@ -228,7 +228,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds per mode (median ratios)")
     parser.add_argument("--memory-worker")
     parser.add_argument("--round-steps", type=int, default=300)
-    parser.add_argument("--skip-round", action="store_true")
+    parser.add_argument("--skip-round", action="store_true", help="only the first table")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the second table")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (table 1 only)")
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"comma-separated, non-dp first (default {','.join(MODES)})")
@@ -241,12 +242,13 @@ def main() -> None:
     if args.memory_worker:
         print(json.dumps(_memory_worker(args.memory_worker, args.steps, args.batch_size, args.device)))
         return
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    if not modes or modes[0] != "non-dp" or set(modes) - set(MODES):
-        parser.error(f"--modes: non-dp first, then any of {', '.join(MODES[1:])}")
-    rows = bench_throughput(args.steps, args.batch_size, repeats=args.repeats, device=args.device, modes=modes)
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    if not args.skip_throughput:
+        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+        if not modes or modes[0] != "non-dp" or set(modes) - set(MODES):
+            parser.error(f"--modes: non-dp first, then any of {', '.join(MODES[1:])}")
+        rows = bench_throughput(args.steps, args.batch_size, repeats=args.repeats, device=args.device, modes=modes)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if not args.skip_round:
         bench_round(args.round_steps)
 
