@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from medgan_core.evaluation import (
     classifier_scores,
     evaluate_generator,
     feature_bandwidth,
+    gbt_scores,
 )
 from medgan_core.device import resolve_device
 from medgan_core.generate import load_run_config, load_run_gan
@@ -42,6 +43,7 @@ from medgan_core.io_utils import atomic_write_text
 from medgan_core.metrics.encoder import load_or_train_encoder
 from medgan_core.metrics.frechet import inception_fid
 from medgan_core.metrics.names import COVERAGE, FD, metric
+from medgan_core.metrics.tstr_gbt import GBT_DESCRIPTION, GbtConfig
 from medgan_core.modalities import Modality, get_modality
 from medgan_core.models.state import load_gan_state
 from medgan_core.plots import plot_curves
@@ -179,6 +181,8 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
                                                                                  settings.synthetic_per_class,
                                                                                  num_classes))
     tstr_exported = {**classifier_scores(exported, holdout, **classify), "num_samples": len(exported)}
+    utility_gbt = _independent_utility(synthetic=synthetic, exported=exported, train=train, holdout=holdout,
+                                       num_classes=num_classes, seeds=settings.classifier_seeds)
     report = {
         "run_dir": str(directory.root.resolve()),
         "modality": modality.name,
@@ -190,6 +194,7 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
         "holdout_class_counts": holdout.class_counts(modality.class_names),
         "train_class_counts": train.class_counts(modality.class_names),
         "utility": {"tstr": final["tstr"], "tstr_exported": tstr_exported, "trtr": trtr},
+        "utility_gbt": utility_gbt,
         "final_metrics": final["per_class"],
         "reference_metrics": final["reference"],
         "memorisation": final["memorisation"],
@@ -208,6 +213,19 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
     directory.write_json("report.json", report)
     atomic_write_text(directory.root / "report.md", report_markdown(report, model=run.model))
     return report
+
+
+def _independent_utility(*, synthetic: LabelledSet, exported: LabelledSet, train: LabelledSet,
+                         holdout: LabelledSet, num_classes: int, seeds: Sequence[int]) -> dict:
+    """The utility rows again with gradient-boosted trees instead of the project's CNN: the
+    same training sets (synthetic, exported read back, the sites' real data) and test set."""
+    config = GbtConfig()
+    classify: dict[str, Any] = dict(num_classes=num_classes, seeds=seeds, config=config)
+    logger.info("report: %s", GBT_DESCRIPTION)
+    return {"classifier": GBT_DESCRIPTION, "config": asdict(config),
+            "tstr": gbt_scores(synthetic, holdout, **classify),
+            "tstr_exported": {**gbt_scores(exported, holdout, **classify), "num_samples": len(exported)},
+            "trtr": gbt_scores(train, holdout, **classify)}
 
 
 def _settings_record(settings: EvaluationSettings, *, seed: int, round_samples: int) -> dict:

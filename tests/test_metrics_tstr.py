@@ -60,6 +60,7 @@ def test_scores_by_hand() -> None:
     assert scores.macro_f1 == pytest.approx((4 / 7 + 2 / 5) / 2, abs=1e-12)
     # V scores 0.8 and 0.4 against N scores 0.1, 0.2, 0.6, 0.7: 4 + 2 of 8 pairs.
     assert scores.auroc == pytest.approx(0.75, abs=1e-12)
+    assert scores.sensitivity == pytest.approx(0.5, abs=1e-12)  # 0.8 called V, 0.4 called N
     assert scores.num_test == 6
 
 

@@ -74,6 +74,15 @@ def test_report_contents(saved_run):
     assert report["export"] == {"dir": "synthetic_wfdb", "format": "WFDB (mV, 360 Hz, `.atr` symbols N/V)",
                                 "files": 2, "read_back": 10}
     assert 0.0 <= exported["balanced_accuracy"] <= 1.0
+    assert 0.0 <= report["utility"]["tstr"]["sensitivity"] <= 1.0  # recall of V, on the CNN rows too
+    # The independent classifier: the same three training sets, the same held-out patients.
+    gbt = report["utility_gbt"]
+    assert gbt["classifier"] == "gradient-boosted trees on z-normalised samples, independent of the project's CNN"
+    assert gbt["tstr_exported"]["num_samples"] == exported["num_samples"]
+    for row in ("tstr", "tstr_exported", "trtr"):
+        assert gbt[row]["num_test"] == report["utility"][row]["num_test"] and gbt[row]["seeds"] == 1
+        for key in ("balanced_accuracy", "auroc", "sensitivity", "macro_f1"):
+            assert 0.0 <= gbt[row][key] <= 1.0, (row, key)
     for name in ("N", "V"):
         final, ref = report["final_metrics"][name], report["reference_metrics"][name]
         for key in ("fd", "precision", "recall", "density", "coverage", "mmd2", "dtw_syn_to_real",
@@ -99,6 +108,9 @@ def test_report_contents(saved_run):
     markdown = (root / "report.md").read_text()
     assert "## Augmentation gain at the smallest site (site-0" in markdown
     assert "exported WFDB read back (10 beats)" in markdown
+    assert ("### An independent classifier: gradient-boosted trees on z-normalised samples, independent of the "
+            "project's CNN") in markdown
+    assert markdown.count("| sensitivity (recall of V) |") == 3  # CNN, trees, augmentation gain
     assert "What the sample-space rows mean" in markdown and "Memorisation check" in markdown
     assert "| DTW synthetic -> nearest real (mV) |" in markdown and "| RMSE to nearest real (mV) |" in markdown
     assert "| 2 | 1 | 1 | medgan:budget-exhausted |" in markdown

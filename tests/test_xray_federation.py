@@ -130,6 +130,11 @@ def test_three_site_xray_federation_end_to_end(tmp_path, xray_data_dir, kermany_
     assert set(report["utility"]) == {"tstr", "tstr_exported", "trtr"}
     assert report["utility"]["tstr"]["num_test"] == sum(report["holdout_class_counts"].values())
     assert report["utility"]["tstr_exported"]["num_samples"] == 24
+    # The independent classifier scores images too (32x32 here: not averaged down).
+    gbt = report["utility_gbt"]
+    assert all(0.0 <= gbt[row]["sensitivity"] <= 1.0 and gbt[row]["num_test"] == report["utility"][row]["num_test"]
+               for row in ("tstr", "tstr_exported", "trtr"))
+    assert "| sensitivity (recall of PNEUMONIA) |" in (root / "report.md").read_text()
     # The same sections as ECG: encoder-feature metrics, nearest-image fidelity (no DTW),
     # memorisation, augmentation at the smallest site, per-round rows.
     for name in ("NORMAL", "PNEUMONIA"):

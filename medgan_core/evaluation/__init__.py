@@ -27,7 +27,8 @@ quality score, and close to the TRAINING set they are a memorisation warning
 (:func:`memorisation_check`).
 
 Modules: :mod:`.settings` (budgets and units), :mod:`.scoring` (per-class scores of a
-generator), :mod:`.utility` (classifiers: TSTR, TRTR, augmentation gain).
+generator), :mod:`.utility` (classifiers: TSTR, TRTR, augmentation gain; the project's CNN and,
+independent of it, gradient-boosted trees).
 """
 
 from medgan_core.evaluation.scoring import (
@@ -38,7 +39,7 @@ from medgan_core.evaluation.scoring import (
     score_against_real,
 )
 from medgan_core.evaluation.settings import EvaluationSettings
-from medgan_core.evaluation.utility import augmentation_gain, classifier_scores
+from medgan_core.evaluation.utility import augmentation_gain, classifier_scores, gbt_scores
 
 __all__ = [
     "EvaluationSettings",
@@ -46,6 +47,7 @@ __all__ = [
     "classifier_scores",
     "evaluate_generator",
     "feature_bandwidth",
+    "gbt_scores",
     "memorisation_check",
     "sample_with_labels",
     "score_against_real",

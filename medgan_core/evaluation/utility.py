@@ -1,4 +1,8 @@
-"""Utility on real patients: the fixed small classifier trained on one set, tested on another."""
+"""Utility on real patients: a fixed classifier trained on one set, tested on another.
+
+Two classifiers: the project's small CNN (:func:`classifier_scores`) and, independent of
+it, gradient-boosted trees on z-normalised samples (:func:`gbt_scores`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,11 @@ import numpy as np
 import torch
 
 from medgan_core.data.labelled import LabelledSet
-from medgan_core.metrics.names import AUROC, BALANCED_ACCURACY, BALANCED_ACCURACY_STD, MACRO_F1, gain_key
-from medgan_core.metrics.tstr import evaluate_classifier, train_classifier
+from medgan_core.metrics.names import AUROC, BALANCED_ACCURACY, BALANCED_ACCURACY_STD, MACRO_F1, SENSITIVITY, gain_key
+from medgan_core.metrics.tstr import ClassifierScores, evaluate_classifier, train_classifier
+from medgan_core.metrics.tstr_gbt import GbtConfig, evaluate_gbt, train_gbt
 
-__all__ = ["augmentation_gain", "classifier_scores"]
+__all__ = ["augmentation_gain", "classifier_scores", "gbt_scores"]
 
 
 def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int, epochs: int,
@@ -21,8 +26,9 @@ def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int
     Trained and tested on ``device``.
 
     Returns:
-        Mean ``balanced_accuracy``, ``auroc`` (last class vs rest), ``macro_f1``; the std
-        of balanced accuracy over seeds (``balanced_accuracy_std``), ``num_test``, ``seeds``.
+        Mean ``balanced_accuracy``, ``auroc`` (last class vs rest), ``macro_f1``,
+        ``sensitivity`` (recall of the last class); the std of balanced accuracy over seeds
+        (``balanced_accuracy_std``), ``num_test``, ``seeds``.
 
     Raises:
         ValueError: No seed.
@@ -35,10 +41,34 @@ def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int
             model = train_classifier(train.samples, train.labels, num_classes=num_classes,
                                      epochs=epochs, seed=int(seed), device=device)
         runs.append(evaluate_classifier(model, test.samples, test.labels))
+    return _mean_over_seeds(runs, num_test=len(test))
+
+
+def gbt_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int, seeds: Sequence[int],
+               config: GbtConfig = GbtConfig()) -> dict[str, float]:
+    """Gradient-boosted trees on z-normalised samples trained on ``train``, tested on ``test``.
+
+    The classifier independent of the project's CNN (:mod:`medgan_core.metrics.tstr_gbt`),
+    one fit per seed, on the CPU.
+
+    Returns:
+        The keys of :func:`classifier_scores`.
+
+    Raises:
+        ValueError: No seed.
+    """
+    if not seeds:
+        raise ValueError("gbt_scores needs at least one seed")
+    runs = [evaluate_gbt(train_gbt(train.samples, train.labels, seed=int(seed), config=config),
+                         test.samples, test.labels, num_classes=num_classes, config=config) for seed in seeds]
+    return _mean_over_seeds(runs, num_test=len(test))
+
+
+def _mean_over_seeds(runs: list[ClassifierScores], *, num_test: int) -> dict[str, float]:
     bacc = np.array([r.balanced_accuracy for r in runs])
     return {BALANCED_ACCURACY: float(bacc.mean()), AUROC: float(np.mean([r.auroc for r in runs])),
-            MACRO_F1: float(np.mean([r.macro_f1 for r in runs])), BALANCED_ACCURACY_STD: float(bacc.std()),
-            "num_test": len(test), "seeds": len(runs)}
+            MACRO_F1: float(np.mean([r.macro_f1 for r in runs])), SENSITIVITY: float(np.mean([r.sensitivity for r in runs])),
+            BALANCED_ACCURACY_STD: float(bacc.std()), "num_test": num_test, "seeds": len(runs)}
 
 
 def augmentation_gain(*, site: LabelledSet, synthetic: LabelledSet, test: LabelledSet, num_classes: int,

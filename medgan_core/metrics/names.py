@@ -14,7 +14,8 @@ from dataclasses import dataclass
 __all__ = [
     "AUROC", "BALANCED_ACCURACY", "BALANCED_ACCURACY_STD", "COVERAGE", "DENSITY", "DTW_REAL_TO_SYN",
     "DTW_SYN_TO_REAL", "EXACT_COPIES", "FD", "HOLDOUT_TO_TRAIN_RMSE", "MACRO_F1", "MAE", "METRICS", "MMD2",
-    "MetricName", "PRECISION", "PSNR", "RECALL", "RMSE", "SET_METRICS", "SSIM", "SYNTHETIC_TO_TRAIN_RMSE",
+    "MetricName", "PRECISION", "PSNR", "RECALL", "RMSE", "SENSITIVITY", "SET_METRICS", "SSIM",
+    "SYNTHETIC_TO_TRAIN_RMSE",
     "add_metric_name", "gain_key", "metric",
 ]
 
@@ -41,6 +42,8 @@ BALANCED_ACCURACY = "balanced_accuracy"
 BALANCED_ACCURACY_STD = "balanced_accuracy_std"
 AUROC = "auroc"
 MACRO_F1 = "macro_f1"
+# Recall of the last class (V, PNEUMONIA): the diagnosis found, at the default threshold.
+SENSITIVITY = "sensitivity"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ METRICS: dict[str, MetricName] = {m.key: m for m in (
     MetricName(BALANCED_ACCURACY_STD, "std of balanced accuracy over classifier seeds"),
     MetricName(AUROC, "AUROC (last class vs rest)"),
     MetricName(MACRO_F1, "macro F1"),
+    MetricName(SENSITIVITY, "sensitivity (recall of the last class at the default threshold)"),
 )}
 
 #: Built-in per-class set metrics in table order (feature space, then sample space); with the

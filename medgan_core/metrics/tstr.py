@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 from torch import nn
 
-__all__ = ["ClassifierScores", "SmallClassifier", "evaluate_classifier", "train_classifier", "tstr_trtr"]
+__all__ = ["ClassifierScores", "SmallClassifier", "evaluate_classifier", "scores_from_probabilities",
+           "train_classifier", "tstr_trtr"]
 
 
 class SmallClassifier(nn.Module):
@@ -39,6 +41,7 @@ class ClassifierScores:
     auroc: float
     macro_f1: float
     num_test: int
+    sensitivity: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -70,24 +73,40 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, *, num_classes: int, epoc
 def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> ClassifierScores:
     """Scores of ``model`` on labelled records ``x`` (B, 1, ...) with classes ``y`` (B,).
 
-    Balanced accuracy averages the recall of the classes present in ``y``; macro F1
-    averages over all the model's classes, 0 for a class never predicted correctly;
-    AUROC ranks the last class against the rest (for N vs V: how well V is ranked above
-    N) and is NaN when ``y`` lacks either side. Runs on the model's device.
+    See :func:`scores_from_probabilities` (balanced accuracy, AUROC of the last class vs
+    the rest, macro F1, sensitivity). Runs on the model's device.
     """
     device = next(model.parameters(), torch.empty(0)).device  # a parameterless model (a stub) runs on the CPU
     with torch.no_grad():
         probs = torch.softmax(model(x.to(device)), dim=1).cpu().numpy()
-    truth = y.numpy()
+    return scores_from_probabilities(probs, y.numpy())
+
+
+def scores_from_probabilities(probs: np.ndarray, truth: np.ndarray) -> ClassifierScores:
+    """Scores of class probabilities ``probs`` (B, num_classes) against classes ``truth`` (B,).
+
+    Any classifier's probabilities (the CNN's softmax, the trees' ``predict_proba``) are
+    scored here, so the rows of different classifiers mean the same thing. Predictions are
+    the argmax (the default threshold). Balanced accuracy averages the recall of the classes
+    present in ``truth``; macro F1 averages over all classes, 0 for a class never predicted
+    correctly; AUROC ranks the last class against the rest and ``sensitivity`` is the recall
+    of the last class (for N vs V: how well V is ranked above N, and the share of real V
+    called V); both are NaN when ``truth`` lacks the last class (AUROC also without the rest).
+    A high AUROC with a low sensitivity is a classifier whose ranking is right and whose
+    threshold is not: it calls the last class the other.
+    """
     pred = probs.argmax(1)
     classes = list(range(probs.shape[1]))
     last = truth == classes[-1]
     auroc = float(roc_auc_score(last, probs[:, -1])) if 0 < last.sum() < len(last) else float("nan")
+    sensitivity = (float(recall_score(truth, pred, labels=[classes[-1]], average="macro", zero_division=0.0))
+                   if last.any() else float("nan"))
     return ClassifierScores(
         balanced_accuracy=float(balanced_accuracy_score(truth, pred)),
         auroc=auroc,
         macro_f1=float(f1_score(truth, pred, labels=classes, average="macro", zero_division=0.0)),
         num_test=int(len(truth)),
+        sensitivity=sensitivity,
     )
 
 
