@@ -135,12 +135,16 @@ class StudyConfig:
 def study_models(study: StudyConfig, modality: Modality) -> tuple[str, ...]:
     """The variants of the grid: ``study.models``, or every registered one that fits ``modality``.
 
+    The default takes the variants that declare the modality's kind of sample
+    (``GanSpec.sample_kinds``); one that declares none applies anywhere unchecked, so it
+    joins a grid only by name.
+
     Raises:
         ValueError: a variant is unknown or does not generate the modality's kind of sample;
             the message lists the variants that do.
     """
     kind = modality.encoder_backbone
-    fitting = tuple(name for name in available_gans() if gan_spec(name).applies_to(kind))
+    fitting = tuple(name for name in available_gans() if kind in gan_spec(name).sample_kinds)
     for model in study.models:  # gan_spec fails early on an unknown name, listing the registered variants
         if not gan_spec(model).applies_to(kind):
             raise ValueError(f"model {model!r} does not generate {kind} samples, which modality {modality.name!r} "

@@ -65,8 +65,8 @@ def test_conclusions_answer_both_questions_from_the_numbers():
 
 
 def test_tiny_study_writes_an_honest_table(tmp_path):
-    study = StudyConfig(out_dir=tmp_path / "study", epsilons=(3.0, math.inf), rounds=1, local_steps=2,
-                        batch_size=32, synthetic_per_class=20, classifier_epochs=1, classifier_seeds=(0,),
+    study = StudyConfig(out_dir=tmp_path / "study", models=("dcgan1d",), epsilons=(3.0, math.inf), rounds=1,
+                        local_steps=2, batch_size=32, synthetic_per_class=20, classifier_epochs=1, classifier_seeds=(0,),
                         encoder_epochs=1, overrides=dict(TINY_SITES))
     result = run_study(study)
     out = Path(study.out_dir)
