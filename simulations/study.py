@@ -71,7 +71,7 @@ from medgan_core.site import SiteConfig
 from simulations.inprocess import initial_weights, run_inprocess_federation, simulated_sites
 from simulations.report import run_training_sets, single_threaded
 
-__all__ = ["SETTINGS", "StudyConfig", "run_study", "study_models", "train_setting"]
+__all__ = ["SETTINGS", "StudyConfig", "compact_table", "run_study", "study_models", "train_setting"]
 
 logger = logging.getLogger(__name__)
 
@@ -404,9 +404,38 @@ def _markdown(study: StudyConfig, base: RunConfig, rows: list[dict], conclusions
             f"| {r['model']} | {r['setting']} | {_eps_label(r['target_epsilon'])} | {spent_text} | {r['fd']:.1f} | "
             f"{r['mmd2']:.3f} | {r['precision']:.2f} | {r['recall']:.2f} | {r['coverage']:.2f} | {r[metric]:.3f} | "
             f"{r['tstr_balanced_accuracy']:.3f} ± {r['tstr_std']:.3f} | {r['tstr_auroc']:.3f} |")
+    lines += ["", f"## TSTR AUROC by variant and setting (columns: target ε {unit})", "",
+              compact_table(rows, unit=unit)]
     lines += ["", "## What the table says", ""] + [f"* {c}" for c in conclusions]
     lines += ["", "![study](study.png)", ""]
     return "\n".join(lines)
+
+
+def compact_table(rows: list[dict], *, unit: str, key: str = "tstr_auroc") -> str:
+    """Markdown: one row per (variant, setting), one column per target epsilon, ``key`` in the cells.
+
+    Args:
+        rows: The study's rows (``study.json``'s, with ``"inf"`` for no DP, also work).
+        unit: What an epsilon protects, for the header ("per beat").
+        key: The figure in the cells.
+    """
+    def eps(row: dict) -> float:
+        return math.inf if row["target_epsilon"] in ("inf", math.inf) else float(row["target_epsilon"])
+
+    cells = [r for r in rows if r["target_epsilon"] is not None]
+    epsilons = sorted({eps(r) for r in cells})
+    lines = ["| variant | setting | " + " | ".join(f"ε = {_eps_label(e)}" if math.isfinite(e) else "no DP"
+                                                  for e in epsilons) + " |",
+             "|---|---|" + "---|" * len(epsilons)]
+    for model in dict.fromkeys(r["model"] for r in cells):
+        for setting in SETTINGS:
+            found = {eps(r): r[key] for r in cells if r["model"] == model and r["setting"] == setting}
+            if found:
+                lines.append(f"| {model} | {setting} | "
+                             + " | ".join(f"{found[e]:.3f}" if e in found else "-" for e in epsilons) + " |")
+    reference = "".join(f" Real training data (TRTR): {r[key]:.3f}." for r in rows
+                        if r["target_epsilon"] is None)
+    return "\n".join([f"ε {unit}; one GAN seed per cell.{reference}", "", *lines])
 
 
 def _plot(rows: list[dict], path: Path) -> None:

@@ -140,3 +140,16 @@ def test_a_tiny_xray_study_cell_runs_at_the_record_level(tmp_path):
     markdown = (tmp_path / "study" / "study.md").read_text()
     assert "target ε (per image)" in markdown and "privacy-unit = 'record'" in markdown
     assert "NORMAL and PNEUMONIA" in markdown and "32x32 images" in markdown
+
+
+def test_the_compact_table_has_one_row_per_variant_and_setting_and_one_column_per_epsilon():
+    from simulations.study import compact_table
+
+    rows = [{"model": "real data", "setting": "reference (TRTR)", "target_epsilon": None, "tstr_auroc": 0.99},
+            {**_row("local", math.inf, 0.0), "tstr_auroc": 0.8},
+            {**_row("local", 1.0, 0.0), "tstr_auroc": 0.6},
+            {**_row("federated", "inf", 0.0), "tstr_auroc": 0.7}]  # as study.json stores no DP
+    assert compact_table(rows, unit="per beat").splitlines() == [
+        "ε per beat; one GAN seed per cell. Real training data (TRTR): 0.990.", "",
+        "| variant | setting | ε = 1 | no DP |", "|---|---|---|---|",
+        "| m | local | 0.600 | 0.800 |", "| m | federated | - | 0.700 |"]
