@@ -109,6 +109,8 @@ def test_a_variant_that_does_not_fit_the_modality_is_refused_before_anything_run
         run_study(study)
     with pytest.raises(SystemExit, match=r"medgan study: model 'mlp2d' does not generate signal samples"):
         main(["study", "--models", "mlp2d", "--out", str(tmp_path / "study")])
+    with pytest.raises(SystemExit, match=r"model 'wgan1d' does not generate image samples.*use one of dcgan2d"):
+        main(["study", "--modality", "xray", "--models", "dcgan2d,wgan1d", "--out", str(tmp_path / "study")])
     with pytest.raises(ValueError, match="unknown GAN variant 'nope'"):
         run_study(replace(study, models=("nope",)))
     assert not (tmp_path / "study").exists()
