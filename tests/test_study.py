@@ -65,8 +65,8 @@ def test_conclusions_answer_both_questions_from_the_numbers():
 
 
 def test_tiny_study_writes_an_honest_table(tmp_path):
-    study = StudyConfig(out_dir=tmp_path / "study", epsilons=(3.0, math.inf), rounds=1, local_steps=2,
-                        batch_size=32, synthetic_per_class=20, classifier_epochs=1, classifier_seeds=(0,),
+    study = StudyConfig(out_dir=tmp_path / "study", models=("dcgan1d",), epsilons=(3.0, math.inf), rounds=1,
+                        local_steps=2, batch_size=32, synthetic_per_class=20, classifier_epochs=1, classifier_seeds=(0,),
                         encoder_epochs=1, overrides=dict(TINY_SITES))
     result = run_study(study)
     out = Path(study.out_dir)
@@ -86,3 +86,72 @@ def test_tiny_study_writes_an_honest_table(tmp_path):
     markdown = (out / "study.md").read_text()
     assert "does utility fall as epsilon falls?" in markdown and "does federated beat local-only" in markdown
     assert "1 rounds x 2 local steps" in markdown
+
+
+def test_the_default_grid_is_every_registered_variant_that_fits_the_modality():
+    from medgan_core.modalities import get_modality
+    from simulations.study import study_models
+
+    assert study_models(StudyConfig(), get_modality("ecg")) == (
+        "bilstm_dcgan1d", "dcgan1d", "mlp1d", "vaegan1d", "wgan1d")
+    assert study_models(StudyConfig(), get_modality("xray")) == ("dcgan2d", "mlp2d", "vaegan2d", "wgan2d")
+    assert study_models(StudyConfig(models=("wgan2d",)), get_modality("xray")) == ("wgan2d",)
+
+
+def test_a_variant_that_does_not_fit_the_modality_is_refused_before_anything_runs(tmp_path):
+    from medgan_cli.main import main
+    from medgan_core.modalities import get_modality
+
+    bundled = dict(get_modality("xray").bundled_simulation)
+    study = StudyConfig(out_dir=tmp_path / "study", models=("dcgan2d", "dcgan1d"),
+                        overrides={**bundled, "modality": "xray"})
+    with pytest.raises(ValueError, match=r"'dcgan1d' does not generate image samples.*dcgan2d, mlp2d, vaegan2d"):
+        run_study(study)
+    with pytest.raises(SystemExit, match=r"medgan study: model 'mlp2d' does not generate signal samples"):
+        main(["study", "--models", "mlp2d", "--out", str(tmp_path / "study")])
+    with pytest.raises(SystemExit, match=r"model 'wgan1d' does not generate image samples.*use one of dcgan2d"):
+        main(["study", "--modality", "xray", "--models", "dcgan2d,wgan1d", "--out", str(tmp_path / "study")])
+    with pytest.raises(ValueError, match="unknown GAN variant 'nope'"):
+        run_study(replace(study, models=("nope",)))
+    assert not (tmp_path / "study").exists()
+
+
+def test_patient_level_dp_is_refused_for_a_vaegan_cell_before_anything_runs(tmp_path):
+    from medgan_core.errors import ConfigError
+    from medgan_core.modalities import get_modality
+
+    overrides = {**get_modality("xray").bundled_simulation, "modality": "xray", "privacy-unit": "patient"}
+    with pytest.raises(ConfigError, match="privacy-unit = 'record'"):
+        run_study(StudyConfig(out_dir=tmp_path / "study", models=("dcgan2d", "vaegan2d"), overrides=overrides))
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_tiny_xray_study_cell_runs_at_the_record_level(tmp_path):
+    from medgan_core.modalities import get_modality
+
+    overrides = {**get_modality("xray").bundled_simulation, "modality": "xray"}
+    study = StudyConfig.quick(out_dir=tmp_path / "study", models=("vaegan2d",), epsilons=(3.0,),
+                              settings=("centralized",), rounds=1, local_steps=2, batch_size=16,
+                              synthetic_per_class=10, classifier_epochs=1, encoder_epochs=1, overrides=overrides)
+    result = run_study(study)
+    assert result["modality"] == "xray" and result["privacy_unit"] == "record" and result["image_size"] == 32
+    (cell,) = result["rows"][1:]
+    assert cell["model"] == "vaegan2d" and cell["holders"][0]["holder"] == "central"
+    assert 0.9 * 3.0 <= cell["epsilon_spent"] <= 3.0
+    assert "rmse" in cell and 0.0 <= cell["tstr_auroc"] <= 1.0
+    markdown = (tmp_path / "study" / "study.md").read_text()
+    assert "target ε (per image)" in markdown and "privacy-unit = 'record'" in markdown
+    assert "NORMAL and PNEUMONIA" in markdown and "32x32 images" in markdown
+
+
+def test_the_compact_table_has_one_row_per_variant_and_setting_and_one_column_per_epsilon():
+    from simulations.study import compact_table
+
+    rows = [{"model": "real data", "setting": "reference (TRTR)", "target_epsilon": None, "tstr_auroc": 0.99},
+            {**_row("local", math.inf, 0.0), "tstr_auroc": 0.8},
+            {**_row("local", 1.0, 0.0), "tstr_auroc": 0.6},
+            {**_row("federated", "inf", 0.0), "tstr_auroc": 0.7}]  # as study.json stores no DP
+    assert compact_table(rows, unit="per beat").splitlines() == [
+        "ε per beat; one GAN seed per cell. Real training data (TRTR): 0.990.", "",
+        "| variant | setting | ε = 1 | no DP |", "|---|---|---|---|",
+        "| m | local | 0.600 | 0.800 |", "| m | federated | - | 0.700 |"]

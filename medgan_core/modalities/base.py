@@ -12,7 +12,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -56,6 +57,9 @@ class Modality(ABC):
         export_dir: Folder of a run directory that holds the synthetic export.
         export_format: What :meth:`export` writes, for people ("WFDB", "DICOM").
         round_metric: The sample-space metric drawn per round beside FD and coverage.
+        bundled_simulation: Run-config values (kebab-case) that point a simulation at this
+            modality's bundled data and sites, for ``medgan study --modality NAME``; empty
+            when ``pyproject.toml``'s defaults already do (ECG).
     """
 
     name: ClassVar[str]
@@ -70,6 +74,7 @@ class Modality(ABC):
     export_dir: ClassVar[str]
     export_format: ClassVar[str]
     round_metric: ClassVar[str] = "rmse"
+    bundled_simulation: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     def model_kwargs(self, run: "RunConfig") -> dict[str, Any]:
         """Extra keyword arguments of ``create_gan`` for this modality (e.g. image size)."""
@@ -82,6 +87,24 @@ class Modality(ABC):
     @abstractmethod
     def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
         """Simulated site ``partition_id``'s data (its patients only), from the run config."""
+
+    def pooled_simulated_site(self, run: "RunConfig") -> SimulatedSite:
+        """Simulation: one holder with every simulated site's patients (the centralized setting).
+
+        By default the sites' data paths one after another, which is right where a site is
+        its paths and all sites share one ``patient_share`` (ECG records; 12-lead records
+        with one lead selection); a modality whose sites are shares of one folder overrides it.
+
+        Raises:
+            ConfigError: the sites' ``patient_share`` differ, so paths alone cannot pool them.
+        """
+        sites = [self.simulated_site(run, k) for k in range(len(run.site_record_groups()))]
+        if len({site.patient_share for site in sites}) > 1:
+            raise ConfigError(f"modality {self.name!r}: the simulated sites hold different shares of their data, "
+                              "so their paths alone cannot pool them; implement pooled_simulated_site")
+        return SimulatedSite(data_paths=tuple(path for site in sites for path in site.data_paths),
+                             patient_share=sites[0].patient_share, audit_paths=sites[0].audit_paths,
+                             audit_share=sites[0].audit_share)
 
     @abstractmethod
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":

@@ -13,6 +13,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from medgan_core.data.site_data import SiteData
     from medgan_core.evaluation.settings import EvaluationSettings
 
-__all__ = ["PatientShare", "XrayModality", "split_xray_patients", "xray_share_weights"]
+__all__ = ["PatientShare", "PooledShare", "XrayModality", "split_xray_patients", "xray_share_weights"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,17 @@ class PatientShare:
         ``labels`` (one per image) are needed for a Dirichlet split."""
         return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed, labels=labels,
                                    alpha=self.alpha, min_patients=self.min_patients)[self.group]
+
+
+@dataclass(frozen=True)
+class PooledShare:
+    """Simulation only: the union of several sites' :class:`PatientShare` (the centralized setting)."""
+
+    shares: tuple[PatientShare, ...]
+
+    def select(self, patient_ids: list[str], labels: np.ndarray | None = None) -> np.ndarray:
+        """Indices of the images of every share's patients, in folder order."""
+        return np.sort(np.concatenate([share.select(patient_ids, labels) for share in self.shares]))
 
 
 def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
@@ -138,6 +150,10 @@ class XrayModality(Modality):
     report_per_class = 300
     export_dir = "synthetic_dicom"
     export_format = "DICOM Secondary Capture (+ PNG previews)"
+    # The bundled Kermany subset, split by patient into three equal sites and a held-out share.
+    bundled_simulation = MappingProxyType({
+        "data-root": str(Path(__file__).resolve().parents[2] / "data" / "xray" / "kermany"),
+        "site-records": "1|1|1", "holdout-records": "1"})
 
     def model_kwargs(self, run: "RunConfig") -> dict[str, Any]:
         return {"image_size": run.image_size}
@@ -153,6 +169,12 @@ class XrayModality(Modality):
         holdout = PatientShare(weights=weights, group=len(weights) - 1, seed=run.seed)
         return SimulatedSite(data_paths=(run.data_root,), patient_share=share,
                              audit_paths=(run.data_root,), audit_share=holdout)
+
+    def pooled_simulated_site(self, run: "RunConfig") -> SimulatedSite:
+        sites = [self.simulated_site(run, k) for k in range(len(run.site_record_groups()))]
+        return SimulatedSite(data_paths=(run.data_root,),
+                             patient_share=PooledShare(tuple(site.patient_share for site in sites)),
+                             audit_paths=sites[0].audit_paths, audit_share=sites[0].audit_share)
 
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
         from medgan_core.data.site_data import SiteData
