@@ -42,7 +42,12 @@ def run_one(epsilon: float, run_dir: Path, extra: list[str]) -> dict:
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
-        sys.exit(f"utility_table: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        # A site that refuses before spending (e.g. patient-level DP infeasible at this
+        # epsilon) is a result, not a crash: the table says so.
+        refusal = next((line for line in done.stderr.splitlines() if line.startswith("medgan simulate: ")), None)
+        if refusal is None:
+            sys.exit(f"utility_table: {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        return {"refused": refusal.removeprefix("medgan simulate: "), "_seconds": time.monotonic() - started}
     report = json.loads((run_dir / "report.json").read_text())
     report["_seconds"] = time.monotonic() - started
     return report
@@ -61,7 +66,13 @@ def summarise(results: dict[str, list[dict]]) -> tuple[list[str], dict]:
     summary: dict = {}
     lines = ["| epsilon | classifier, trained on | balanced accuracy | AUROC | sensitivity |",
              "|---|---|---|---|---|"]
-    for label, reports in results.items():
+    for label, all_reports in results.items():
+        reports = [r for r in all_reports if "refused" not in r]
+        if not reports:
+            reason = all_reports[0]["refused"]
+            summary[label] = {"refused": reason}
+            lines.append(f"| {label} | refused before training: {reason[:160]}{'...' if len(reason) > 160 else ''} | - | - | - |")
+            continue
         privacy_unit = next((s.get("unit") for r in reports for s in r.get("privacy", {}).values()), "record")
         unit = "patient" if privacy_unit == "patient" else get_modality(reports[0]["modality"]).record_word
         spent = [max(s["epsilon_spent"] for s in r["privacy"].values()) for r in reports if r.get("privacy")]
@@ -129,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             report = run_one(epsilon, out / f"eps-{label.replace(' ', '-')}-run{k}", args.run_config)
             results[label].append(report)
             done += 1
+            if "refused" in report:
+                print(f"[{done}/{total}] epsilon {label}: refused ({report['refused'][:120]}); "
+                      "the other runs at this epsilon would refuse the same way", file=sys.stderr, flush=True)
+                done += args.runs - 1 - k
+                break
             tstr = report["utility"]["tstr"]
             print(f"[{done}/{total}] epsilon {label}, run {k}: CNN TSTR {tstr['balanced_accuracy']:.3f} / "
                   f"{tstr['auroc']:.3f} in {report['_seconds']:.0f} s", file=sys.stderr, flush=True)
