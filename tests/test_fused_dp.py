@@ -108,3 +108,11 @@ def test_unsupported_layers_are_refused_with_the_fix():
     assert not supports_fused(module)
     with pytest.raises(ConfigError, match="LayerNorm.*grad-sample-mode='hooks'"):
         FusedDPGradients(module, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4, noise_generator=None)
+
+
+def test_batch_statistics_are_refused_even_without_parameters():
+    # BatchNorm mixes a batch's samples: per-sample clipping would not bound one record.
+    module = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, affine=False), nn.Linear(4, 1))
+    assert not supports_fused(module)
+    with pytest.raises(ConfigError, match="BatchNorm1d: batch statistics mix samples"):
+        FusedDPGradients(module, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4, noise_generator=None)

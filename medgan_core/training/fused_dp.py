@@ -22,7 +22,9 @@ activations and output gradients:
 
 Supported layers are those of the project's discriminators: ``Linear`` on (N, F) inputs,
 ``Conv1d``, ``Conv2d`` (no groups, zero padding) and ``Embedding`` with one index per
-sample. A module with any other parameterised layer is refused with a clear error;
+sample. The forward pass must treat samples independently, so BatchNorm (batch
+statistics) is refused even without parameters. A module with any other parameterised
+layer is refused with a clear error;
 ``grad-sample-mode='hooks'`` (Opacus) covers everything Opacus does.
 """
 
@@ -46,7 +48,12 @@ _SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
 def _unsupported(module: nn.Module) -> list[str]:
     found = []
     for name, layer in module.named_modules():
-        if any(p.requires_grad for p in layer.parameters(recurse=False)) and type(layer) not in _SUPPORTED:
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            # Batch statistics mix the samples of a batch: a record then changes every
+            # sample's gradient and per-sample clipping no longer bounds its influence.
+            # Refused with or without affine parameters, as Opacus's validator does.
+            found.append(f"{name or '<root>'} ({type(layer).__name__}: batch statistics mix samples)")
+        elif any(p.requires_grad for p in layer.parameters(recurse=False)) and type(layer) not in _SUPPORTED:
             found.append(f"{name or '<root>'} ({type(layer).__name__})")
         elif isinstance(layer, (nn.Conv1d, nn.Conv2d)) and (
                 layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str)):
