@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, TextIO
 from client.app_policy import AppPolicy, check_fab
 from client.guard import guarded_env, install_guard
 from medgan_core.errors import ConfigError
-from medgan_core.processes import console_script, flower_process_env
+from medgan_core.processes import console_script, flower_process_env, stop_process
 from privacy.releases import TRAIN_REPLY
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ def run_supervised(command: list[str], *, env: dict[str, str], log: TextIO | Non
         stopping = True
         if process is not None and process.poll() is None:
             logger.info("stopping the SuperNode (signal %d)", signum)
-            _terminate(process)
+            stop_process(process, timeout=15)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -248,7 +248,7 @@ def run_supervised(command: list[str], *, env: dict[str, str], log: TextIO | Non
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if process is not None and process.poll() is None:
-            _terminate(process)
+            stop_process(process, timeout=15)
 
 
 def _pump(process: subprocess.Popen[str], log: TextIO | None, codes: list[int]) -> None:
@@ -262,14 +262,6 @@ def _pump(process: subprocess.Popen[str], log: TextIO | None, codes: list[int]) 
             log.flush()
         if found := _FLOWER_EXIT.search(line):
             codes.append(int(found.group(1)))
-
-
-def _terminate(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def fab_hash(paths: list[Path], *, policy: AppPolicy | None = None) -> tuple[str, bool]:

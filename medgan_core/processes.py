@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from medgan_core.errors import ConfigError
 
-__all__ = ["console_script", "flower_process_env"]
+__all__ = ["console_script", "flower_process_env", "stop_process"]
 
 
 def console_script(name: str) -> str:
@@ -33,3 +34,13 @@ def flower_process_env(flwr_home: Path) -> dict[str, str]:
     env.update({"FLWR_HOME": str(flwr_home), "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
                 "PYTHONUNBUFFERED": "1"})
     return env
+
+
+def stop_process(process: subprocess.Popen, *, timeout: float) -> None:
+    """Ask ``process`` to stop (SIGTERM), kill it after ``timeout`` seconds, and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

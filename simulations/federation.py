@@ -25,7 +25,7 @@ from flwr.common.config import get_fused_config_from_dir
 
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
-from medgan_core.processes import console_script, flower_process_env
+from medgan_core.processes import console_script, flower_process_env, stop_process
 
 __all__ = ["APP_DIR", "SiteCounts", "check_gpus_per_site", "check_patient_level_feasible", "federation_config",
            "local_simulation_superlink", "log_site_class_counts", "resolve_run_config", "run_federation",
@@ -259,12 +259,7 @@ def local_simulation_superlink(flwr_home: Path, *, timeout: float = 60.0,
         _wait_healthy(superlink, http_port, timeout=timeout, log=log)
         yield env
     finally:
-        superlink.terminate()
-        try:
-            superlink.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            superlink.kill()
-            superlink.wait()
+        stop_process(superlink, timeout=20)
 
 
 def _wait_healthy(process: subprocess.Popen, port: int, *, timeout: float, log: Path) -> None:

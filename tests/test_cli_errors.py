@@ -21,6 +21,11 @@ from medgan_cli.main import main
     ("batch-size=0", r"batch-size = 0 is invalid; use a whole number from 1"),
     ("model='dcgan9d'", r"model = 'dcgan9d' is not a registered GAN; use one of .*dcgan1d"),
     ("modality='mri'", r"modality = 'mri' is invalid; use one of the registered modalities: ecg, ecg12, xray"),
+    # Label-skewed sites (medgan_core/data/partition.py): refused before anything runs.
+    ("partition='dirichlet'", r"medgan simulate: run-config: partition='dirichlet' needs at least 10 patients per "
+                              r"site, 30 for 3 sites, but the sites' data holds 7 patients; use partition='records'"),
+    ("partition='dirichlet' partition-alpha=0", r"partition-alpha = 0 is invalid; use a finite number in \(0, "),
+    ("partition='skewed'", r"partition = 'skewed' is invalid; use one of 'records', 'dirichlet'"),
 ])
 def test_bad_run_config_is_one_clear_line_and_writes_nothing(tmp_path, override, message):
     run_dir = tmp_path / "run"

@@ -219,18 +219,3 @@ def test_simulate_logs_each_sites_class_counts(xray_data_dir, tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3 and lines[0].startswith("site-0 (partition dirichlet, alpha 100)")
     assert f"NORMAL {counts[0].per_class['NORMAL']} (" in lines[0]
-
-
-@pytest.mark.parametrize("override, message", [
-    ("partition='dirichlet'", r"medgan simulate: run-config: partition='dirichlet' needs at least 10 patients per "
-                              r"site, 30 for 3 sites, but the sites' data holds 7 patients; use partition='records'"),
-    ("partition='dirichlet' partition-alpha=0", r"partition-alpha = 0 is invalid; use a finite number in \(0, "),
-    ("partition='skewed'", r"partition = 'skewed' is invalid; use one of 'records', 'dirichlet'"),
-])
-def test_simulate_refuses_an_impossible_partition_in_one_line_before_anything_runs(tmp_path, override, message):
-    from medgan_cli.main import main
-
-    run_dir = tmp_path / "run"
-    with pytest.raises(SystemExit, match=message):
-        main(["simulate", "--run-dir", str(run_dir), "--run-config", override])
-    assert not run_dir.exists()

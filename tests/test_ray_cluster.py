@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from medgan_core.processes import stop_process
 from medgan_core.run_dir import RunDirectory
 from simulations.federation import federation_config
 
@@ -54,12 +55,7 @@ def ray_head(*, num_cpus: int) -> Iterator[tuple[str, Path]]:
                 time.sleep(0.5)
             yield f"127.0.0.1:{port}", Path(temp_dir)
         finally:
-            head.terminate()
-            try:
-                head.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                head.kill()
-                head.wait()
+            stop_process(head, timeout=30)
 
 
 @pytest.mark.slow
