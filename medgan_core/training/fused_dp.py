@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medgan_core.errors import ConfigError
+from medgan_core.training.steps import clip_factors, set_noisy_average
 
 __all__ = ["FusedDPGradients", "supports_fused"]
 
@@ -142,22 +143,15 @@ class FusedDPGradients:
                 output_grad = torch.zeros_like(capture.output)
             squared += _prepare(capture, output_grad.detach())
         norms = squared.sqrt()
-        clip = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        clip = clip_factors(norms, self.max_grad_norm)
         sums: dict[nn.Parameter, torch.Tensor] = {}
         for capture in captures:
             sums.update(_clipped_sum(capture, clip))
-        std = self.noise_multiplier * self.max_grad_norm
-        for parameter in self.module.parameters():
-            if not parameter.requires_grad:
-                continue
-            total = sums.get(parameter)
-            if total is None:  # a layer that did not run this step: its clipped sum is zero
-                total = torch.zeros_like(parameter)
-            if std > 0:
-                # As Opacus's _generate_noise: one normal draw per parameter, in parameter order.
-                total = total + torch.normal(mean=0.0, std=std, size=parameter.shape,
-                                             device=parameter.device, generator=self.noise_generator)
-            parameter.grad = (total / self.expected_batch_size).to(parameter.dtype)
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        # A layer that did not run this step contributes a zero clipped sum (noise only).
+        set_noisy_average(params, [sums[p] if p in sums else torch.zeros_like(p) for p in params],
+                          std=self.noise_multiplier * self.max_grad_norm, denominator=self.expected_batch_size,
+                          generator=self.noise_generator)
         return norms.detach()
 
 

@@ -187,7 +187,7 @@ def clipped_unit_sum(discriminator: GradSampleModule, criterion: nn.Module, *, i
                 .index_add_(0, units, p.grad_sample)
                 for p in params]  # each (U, *shape)
     norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_unit]).norm(dim=0)  # (U,)
-    factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+    factors = steps.clip_factors(norms, max_grad_norm)
     for p in params:
         p.grad, p.grad_sample = None, None
     return [torch.einsum("u,u...->...", factors, g) for g in per_unit], losses.detach()
@@ -285,13 +285,10 @@ class _PatientStep:
         inputs, row_labels, targets, units = self.batch(beats, labels, picks)
         summed, losses = clipped_unit_sum(self.discriminator, self.criterion, inputs=inputs, labels=row_labels,
                                           targets=targets, units=units, max_grad_norm=self.dp.max_grad_norm)
-        std = self.dp.noise_multiplier * self.dp.max_grad_norm
-        for p, total in zip((p for p in self.discriminator.parameters() if p.requires_grad), summed):
-            if std > 0:  # sigma = 0 is the no-privacy reduction (C may then be inf)
-                # Drawn on the device of the sum, from the secret generator that lives there.
-                total = total + torch.normal(0.0, std, size=total.shape, generator=self.noise_rng,
-                                             device=total.device)
-            p.grad = total / self.dp.expected_patients_per_step  # the public m, never a count
+        # Divided by the public m, never a count; sigma = 0 is the no-privacy reduction.
+        steps.set_noisy_average([p for p in self.discriminator.parameters() if p.requires_grad], summed,
+                                std=self.dp.noise_multiplier * self.dp.max_grad_norm,
+                                denominator=self.dp.expected_patients_per_step, generator=self.noise_rng)
         self.optimizer.step()
         if self.gan.loss == "wasserstein":
             self.gan.discriminator.enforce_lipschitz()  # on the privatised weights: post-processing

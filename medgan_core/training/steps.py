@@ -28,10 +28,12 @@ __all__ = [
     "WeightAverage",
     "adversarial_loss",
     "check_loss",
+    "clip_factors",
     "generator_step",
     "mode_seeking_penalty",
     "prior_labels",
     "secret_generators",
+    "set_noisy_average",
     "unwrap",
 ]
 
@@ -229,3 +231,28 @@ def unwrap(grad_sample_module: nn.Module) -> None:
     remove = getattr(grad_sample_module, "_close", None)
     if callable(remove):
         remove()
+
+
+def clip_factors(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
+    """Per-unit scale that clips a gradient of norm ``norms`` to ``max_grad_norm`` (C).
+
+    Opacus's factor ``min(1, C / (||g|| + 1e-6))``, shared by every DP step here (records,
+    patients, the VAE-GAN's second mechanism) so their sensitivity argument is one.
+    """
+    return (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+
+
+def set_noisy_average(params: list[nn.Parameter], clipped_sums: list[torch.Tensor], *, std: float,
+                      denominator: int, generator: torch.Generator | None) -> None:
+    """``p.grad = (clipped sum + N(0, std^2)) / denominator`` for each parameter, in order.
+
+    One normal draw per parameter, in parameter order, from the caller's secret
+    ``generator`` (as Opacus's ``_generate_noise``), drawn on the sum's device; ``std = 0``
+    is the no-privacy reduction. ``denominator`` is public (the expected batch size or
+    patients per step), never a count of the data.
+    """
+    for parameter, total in zip(params, clipped_sums, strict=True):
+        if std > 0:
+            total = total + torch.normal(mean=0.0, std=std, size=total.shape, device=total.device,
+                                         generator=generator)
+        parameter.grad = (total / denominator).to(parameter.dtype)

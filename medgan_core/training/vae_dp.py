@@ -46,6 +46,7 @@ from torch.func import functional_call, grad, vmap
 
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair
+from medgan_core.training.steps import clip_factors, set_noisy_average
 from privacy.accounting import joint_noise_multiplier
 
 __all__ = ["DPVaeStep", "PlainVaeStep", "dp_mechanisms", "round_history", "vae_loss"]
@@ -135,18 +136,16 @@ class DPVaeStep(_VaeStepBase):
         if len(real):
             grads = self._per_record(real, labels, eps)  # one (B, *p.shape) per parameter
             norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # (B,)
-            factors = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)  # per-record clipping to C
+            factors = clip_factors(norms, self.max_grad_norm)  # per-record clipping to C
             summed = [torch.einsum("b,b...->...", factors, g) for g in grads]
             with torch.no_grad():
                 loss = float(self.vae(real, labels, eps).mean())
         else:  # an empty Poisson sample: the release is pure noise, as in Opacus
             summed, loss = [torch.zeros_like(p) for p in self.params], 0.0
-        std = self.noise_multiplier * self.max_grad_norm
-        for p, total in zip(self.params, summed):
-            if std > 0:  # sigma = 0 is the no-privacy reduction (C may then be inf)
-                total = total + torch.normal(0.0, std, size=total.shape, generator=self.noise_rng,
-                                             device=self.noise_rng.device)
-            p.grad = total / self.batch_size  # the public expected batch size, never a count
+        # Divided by the public expected batch size, never a count; sigma = 0 is the
+        # no-privacy reduction.
+        set_noisy_average(self.params, summed, std=self.noise_multiplier * self.max_grad_norm,
+                          denominator=self.batch_size, generator=self.noise_rng)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss
