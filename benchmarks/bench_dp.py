@@ -34,6 +34,16 @@ MODES = ("non-dp", "fused", "hooks", "ghost", "functorch")
 sys.path.insert(0, str(ROOT))
 
 
+def _bundled_beats():
+    """(beats (N, 1, L), labels) of two bundled MIT-BIH records: the training data of every table-1 run."""
+    import torch
+
+    from medgan_core.data.ecg import EcgConfig, load_ecg_records
+
+    beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
+    return torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
+
+
 def _throughput_worker(modes: list[str], steps: int, batch_size: int, device_name: str = "cpu",
                        repeats: int = 1) -> dict:
     """Time every mode in this one process, interleaved: ``repeats`` rounds of (non-DP,
@@ -43,7 +53,6 @@ def _throughput_worker(modes: list[str], steps: int, batch_size: int, device_nam
     import torch
 
     torch.set_num_threads(1)
-    from medgan_core.data.ecg import EcgConfig, load_ecg_records
     from medgan_core.device import resolve_device
     from medgan_core.models.registry import create_gan
     from medgan_core.training import dp_gan
@@ -67,8 +76,7 @@ def _throughput_worker(modes: list[str], steps: int, batch_size: int, device_nam
 
     dp_gan._discriminator_step = discriminator_step_timer
 
-    beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
-    x, y = torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
+    x, y = _bundled_beats()
 
     def run(mode: str, local_steps: int) -> tuple[float, float]:
         dp = None if mode == "non-dp" else DPSettings(noise_multiplier=1.0, grad_sample_mode=mode)
@@ -96,14 +104,12 @@ def _memory_worker(mode: str, steps: int, batch_size: int, device_name: str = "c
     import torch
 
     torch.set_num_threads(1)
-    from medgan_core.data.ecg import EcgConfig, load_ecg_records
     from medgan_core.device import resolve_device
     from medgan_core.models.registry import create_gan
     from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, train_local_gan
 
     device = resolve_device(device_name, where="bench_dp", key="--device")
-    beats, _ = load_ecg_records([ROOT / "data/ecg/mitdb/106", ROOT / "data/ecg/mitdb/100"], EcgConfig())
-    x, y = torch.from_numpy(beats.beats).unsqueeze(1), torch.from_numpy(beats.labels)
+    x, y = _bundled_beats()
     dp = None if mode == "non-dp" else DPSettings(noise_multiplier=1.0, grad_sample_mode=mode)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
