@@ -64,10 +64,12 @@ def _simulate(run: RunConfig, run_dir: Path, *, overwrite: bool, verbose: bool, 
               gpus_per_site: float | None) -> int:
     from medgan_core.run_dir import RunDirectory
     from simulations.audit import write_canary_manifest
-    from simulations.federation import check_patient_level_feasible, log_site_class_counts, run_federation
+    from simulations.federation import (check_patient_level_feasible, check_run_device, log_site_class_counts,
+                                       run_federation)
     from medgan_core.run_history import refusal_summary
     from simulations.report import write_report
 
+    check_run_device(run, gpus_per_site=gpus_per_site, ray_address=ray_address)
     check_patient_level_feasible(run)  # before any run directory, ledger or release
     log_site_class_counts(run)  # how (non-)IID the sites are, before anything trains
     if run_dir.exists() and any(run_dir.iterdir()):

@@ -143,9 +143,10 @@ class RunConfig:
         touches = gan_spec(self.model).touches_real_data
         if self.unit == "patient" and tuple(touches) != ("discriminator",):
             # Patient-level DP-SGD (training/patient_dp.py) clips the discriminator only.
+            why = (f" (modality = {self.modality!r} defaults to 'patient')" if self.privacy_unit == "auto" else "")
             raise ConfigError(f"run-config: model = {self.model!r} trains {', '.join(touches)} on real records, and "
-                              "patient-level DP clips only the discriminator; set privacy-unit = 'record' (modality = "
-                              f"{self.modality!r} defaults to 'patient'), or use a plain GAN variant")
+                              f"patient-level DP clips only the discriminator; set privacy-unit = 'record'{why}, "
+                              "or use a plain GAN variant")
         if not self.site_record_groups():
             raise ConfigError("run-config: site-records is empty; list each site's records, '|' between sites")
 

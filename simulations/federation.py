@@ -24,11 +24,12 @@ import torch
 from flwr.common.config import get_fused_config_from_dir
 
 from medgan_core.config import RunConfig
+from medgan_core.device import resolve_device
 from medgan_core.errors import ConfigError
 from medgan_core.processes import console_script, flower_process_env, stop_process
 
-__all__ = ["APP_DIR", "SiteCounts", "check_gpus_per_site", "check_patient_level_feasible", "federation_config",
-           "local_simulation_superlink", "log_site_class_counts", "resolve_run_config", "run_federation",
+__all__ = ["APP_DIR", "SiteCounts", "check_gpus_per_site", "check_patient_level_feasible", "check_run_device",
+           "federation_config", "local_simulation_superlink", "log_site_class_counts", "resolve_run_config", "run_federation",
            "site_class_counts", "to_run_config_arg"]
 
 logger = logging.getLogger(__name__)
@@ -199,6 +200,25 @@ def check_gpus_per_site(gpus_per_site: float | None, *, ray_address: str | None 
         raise ConfigError(f"--gpus-per-site {gpus_per_site!r} asks Ray for GPUs, but PyTorch sees no GPU on this "
                           "machine; fix: leave --gpus-per-site out (the sites train on the CPU), or run on a machine "
                           "with an NVIDIA GPU and a CUDA build of PyTorch")
+
+
+def check_run_device(run: RunConfig, *, gpus_per_site: float | None, ray_address: str | None = None) -> None:
+    """Refuse ``device = 'cuda...'`` that no simulated site could honour, before anything starts.
+
+    Each site resolves its device itself (and refuses a round it cannot train), but on a
+    private Ray instance every site would refuse every round: here PyTorch sees no GPU, or
+    Ray, given no ``--gpus-per-site``, hides the GPUs from the sites' ClientApps. A cluster
+    (``ray_address``) is not checked: its GPUs may be on other nodes.
+
+    Raises:
+        ConfigError: naming ``device``, the value and the fix.
+    """
+    if ray_address is not None or not run.device.startswith("cuda"):
+        return
+    resolve_device(run.device)  # no CUDA (or no such GPU) on this machine: says so and how to fix
+    if gpus_per_site is None:
+        raise ConfigError(f"run-config: device = {run.device!r} but Ray shows the simulated sites no GPU unless asked; "
+                          "fix: add --gpus-per-site (e.g. 0.25: four sites per GPU), or device = 'auto'")
 
 
 def to_run_config_arg(mapping: dict[str, Any]) -> str:

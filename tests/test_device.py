@@ -171,6 +171,27 @@ def test_simulate_refuses_gpus_per_site_without_a_gpu_in_one_line(tmp_path, no_c
     assert not (tmp_path / "run").exists()
 
 
+def test_simulate_refuses_a_cuda_device_no_simulated_site_could_use_in_one_line(tmp_path, no_cuda):
+    from medgan_cli.main import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["simulate", "--run-dir", str(tmp_path / "run"), "--run-config", "device='cuda'"])
+    assert str(caught.value).startswith("medgan simulate: run-config: device = 'cuda' asks for CUDA")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_cuda_device_needs_gpus_per_site_on_a_private_ray(one_gpu):
+    from simulations.federation import check_run_device, resolve_run_config
+
+    run = resolve_run_config({"device": "cuda"})
+    with pytest.raises(ConfigError, match=r"device = 'cuda' but Ray shows the simulated sites no GPU unless asked; "
+                                          r"fix: add --gpus-per-site"):
+        check_run_device(run, gpus_per_site=None)
+    check_run_device(run, gpus_per_site=0.25)
+    check_run_device(run, gpus_per_site=None, ray_address="127.0.0.1:6379")  # the cluster decides
+    check_run_device(resolve_run_config({"device": "auto"}), gpus_per_site=None)
+
+
 def test_generate_refuses_cuda_without_a_gpu_in_one_line(tmp_path, no_cuda):
     from medgan_cli.main import main
 
