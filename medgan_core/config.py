@@ -42,6 +42,11 @@ class RunConfig:
     # Decay of a moving average of the generator's weights over a site's local steps; the
     # site releases the average (post-processing, no privacy cost). 0 = off.
     generator_ema: float = 0.0
+    # Private discriminator steps per generator step (n_D). Under DP-SGD the discriminator
+    # is noisy and learns slowly; several of its steps per generator step keep it ahead of
+    # the generator (Bie, Kamath & Zhang, "Private GANs, Revisited", TMLR 2023). Privacy
+    # counts discriminator steps (local-steps); the generator takes local-steps / n_D.
+    discriminator_steps: int = 1
     target_epsilon: float = 10.0
     target_delta: float = 1e-5
     noise_multiplier: float = 0.0
@@ -183,6 +188,7 @@ _RULES: dict[str, Rule] = {
     "latent_dim": positive_int(4096),
     "mode_seeking_weight": finite_in(0.0, 1000.0),
     "generator_ema": finite_in(0.0, 1.0, high_open=True),
+    "discriminator_steps": positive_int(1000),
     # Above 100 an (epsilon, delta) pair promises nothing; a budget is agreed with the data owner.
     "target_epsilon": finite_in(0.0, 100.0, low_open=True),
     "target_delta": finite_in(0.0, 1.0, low_open=True, high_open=True),

@@ -249,3 +249,42 @@ def test_public_size_below_the_batch_is_refused():
 
     with pytest.raises(ConfigError, match="public_dataset_size"):
         LocalTrainingConfig(batch_size=64, public_dataset_size=10)
+
+
+@pytest.mark.parametrize("patient_level", [False, True])
+def test_several_discriminator_steps_per_generator_step_are_charged_as_discriminator_steps(monkeypatch,
+                                                                                          patient_level):
+    from medgan_core.training import patient_dp, steps
+    from medgan_core.training.patient_dp import PatientDPSettings
+
+    x, y = _data()
+    calls = []
+    original = steps.generator_step
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(dp_gan, "_generator_step", counted)
+    monkeypatch.setattr(patient_dp.steps, "generator_step", counted)
+    config = LocalTrainingConfig(local_steps=9, batch_size=32, discriminator_steps=3, seed=0)
+    if patient_level:
+        dp = PatientDPSettings(noise_multiplier=1.0, public_patient_count=64, expected_patients_per_step=8,
+                               records_per_patient=2, grad_sample_mode="hooks")
+        result = train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config, dp=dp,
+                                 patient_ids=[i // 4 for i in range(len(x))])
+        assert result.dp_history == [(1.0, 8 / 64, 9)]
+    else:
+        result = train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config,
+                                 dp=DPSettings(noise_multiplier=1.0))
+        assert result.dp_history == [(1.0, 32 / 256, 9)]
+    assert len(calls) == 3  # the generator steps after every third discriminator step
+    assert result.g_loss == result.g_loss  # not NaN: its tail is over the generator's own steps
+
+
+@pytest.mark.parametrize("n_d", [0, 10])
+def test_discriminator_steps_outside_1_to_local_steps_is_refused(n_d):
+    from medgan_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="discriminator_steps"):
+        LocalTrainingConfig(local_steps=9, discriminator_steps=n_d)

@@ -234,15 +234,17 @@ def train_local_gan(
             # Same Poisson sample, same released state (D's step changed only D): the second
             # mechanism of this step. Its loss is on real records and stays at the site.
             vae_step(real, real_labels)
-        g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng,
-                                        mode_seeking_weight=config.mode_seeking_weight))
-        if ema is not None:
-            ema.update(generator)
+        if step % config.discriminator_steps == 0:
+            g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng,
+                                            mode_seeking_weight=config.mode_seeking_weight))
+            if ema is not None:
+                ema.update(generator)
         if progress is not None and (step % 50 == 0 or step == config.local_steps):
-            progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
+            progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1] if g_losses else float("nan")})
     if ema is not None:
         ema.copy_to(generator)
     tail = max(1, len(d_losses) // 4)
+    g_tail = max(1, len(g_losses) // 4)
     dp_history: list[tuple[float, float, int]] = []
     if dp is not None:
         # Every step is one subsampled Gaussian step at (sigma, q) (at (sigma / sqrt 2, q) for
@@ -259,7 +261,7 @@ def train_local_gan(
     if gan.encoder is not None:
         gan.encoder.cpu()
     return LocalTrainingResult(
-        d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-tail:]) / tail),
+        d_loss=float(sum(d_losses[-tail:]) / tail), g_loss=float(sum(g_losses[-g_tail:]) / g_tail),
         d_loss_fake=float(sum(d_fake_losses[-tail:]) / tail),
         steps=config.local_steps, num_examples=len(beats), sample_rate=sample_rate,
         dp_history=dp_history,

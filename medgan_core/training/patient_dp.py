@@ -245,12 +245,13 @@ def train_local_gan_per_patient(
             d_loss, d_loss_fake = step(beats, labels, groups)
             d_losses.append(d_loss)
             d_fake_losses.append(d_loss_fake)
-            g_losses.append(steps.generator_step(gan, discriminator, g_optimizer, config.batch_size, prior,
-                                                   fake_rng, mode_seeking_weight=config.mode_seeking_weight))
-            if ema is not None:
-                ema.update(generator)
+            if index % config.discriminator_steps == 0:
+                g_losses.append(steps.generator_step(gan, discriminator, g_optimizer, config.batch_size, prior,
+                                                     fake_rng, mode_seeking_weight=config.mode_seeking_weight))
+                if ema is not None:
+                    ema.update(generator)
             if progress is not None and (index % 50 == 0 or index == config.local_steps):
-                progress(index, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1]})
+                progress(index, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1] if g_losses else float("nan")})
     finally:
         steps.unwrap(discriminator)
         gan.generator.cpu()  # the state dicts that leave the site are CPU tensors
@@ -258,8 +259,9 @@ def train_local_gan_per_patient(
     if ema is not None:
         ema.copy_to(generator)  # the shadow may live on the device; copy_to copies across
     tail = max(1, len(d_losses) // 4)
+    g_tail = max(1, len(g_losses) // 4)
     return LocalTrainingResult(
-        d_loss=sum(d_losses[-tail:]) / tail, g_loss=sum(g_losses[-tail:]) / tail,
+        d_loss=sum(d_losses[-tail:]) / tail, g_loss=sum(g_losses[-g_tail:]) / g_tail,
         d_loss_fake=sum(d_fake_losses[-tail:]) / tail, steps=config.local_steps, num_examples=len(beats),
         sample_rate=sample_rate,
         dp_history=[(float(dp.noise_multiplier), float(sample_rate), int(config.local_steps))],
