@@ -29,9 +29,9 @@ DEFAULT_GRAD_SAMPLE_MODE = "fused"
 @dataclass(frozen=True)
 class RunConfig:
     modality: str = "ecg"
-    model: str = "dcgan1d"
+    model: str = "dcgan1d_smooth"
     num_server_rounds: int = 4
-    local_steps: int = 200
+    local_steps: int = 500
     batch_size: int = 64
     learning_rate_d: float = 8e-4
     learning_rate_g: float = 8e-4
@@ -46,7 +46,7 @@ class RunConfig:
     # is noisy and learns slowly; several of its steps per generator step keep it ahead of
     # the generator (Bie, Kamath & Zhang, "Private GANs, Revisited", TMLR 2023). Privacy
     # counts discriminator steps (local-steps); the generator takes local-steps / n_D.
-    discriminator_steps: int = 1
+    discriminator_steps: int = 5
     target_epsilon: float = 10.0
     target_delta: float = 1e-5
     noise_multiplier: float = 0.0

@@ -251,9 +251,10 @@ def test_public_size_below_the_batch_is_refused():
         LocalTrainingConfig(batch_size=64, public_dataset_size=10)
 
 
-@pytest.mark.parametrize("patient_level", [False, True])
-def test_several_discriminator_steps_per_generator_step_are_charged_as_discriminator_steps(monkeypatch,
-                                                                                          patient_level):
+@pytest.mark.parametrize("patient_level,local_steps,n_d,generator_steps",
+                         [(False, 9, 3, 3), (True, 9, 3, 3), (False, 10, 3, 4), (False, 2, 5, 1)])
+def test_several_discriminator_steps_per_generator_step_are_charged_as_discriminator_steps(
+        monkeypatch, patient_level, local_steps, n_d, generator_steps):
     from medgan_core.training import patient_dp, steps
     from medgan_core.training.patient_dp import PatientDPSettings
 
@@ -267,24 +268,24 @@ def test_several_discriminator_steps_per_generator_step_are_charged_as_discrimin
 
     monkeypatch.setattr(dp_gan, "_generator_step", counted)
     monkeypatch.setattr(patient_dp.steps, "generator_step", counted)
-    config = LocalTrainingConfig(local_steps=9, batch_size=32, discriminator_steps=3, seed=0)
+    config = LocalTrainingConfig(local_steps=local_steps, batch_size=32, discriminator_steps=n_d, seed=0)
     if patient_level:
         dp = PatientDPSettings(noise_multiplier=1.0, public_patient_count=64, expected_patients_per_step=8,
                                records_per_patient=2, grad_sample_mode="hooks")
         result = train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config, dp=dp,
                                  patient_ids=[i // 4 for i in range(len(x))])
-        assert result.dp_history == [(1.0, 8 / 64, 9)]
+        assert result.dp_history == [(1.0, 8 / 64, local_steps)]
     else:
         result = train_local_gan(gan=create_gan("dcgan1d"), beats=x, labels=y, config=config,
                                  dp=DPSettings(noise_multiplier=1.0))
-        assert result.dp_history == [(1.0, 32 / 256, 9)]
-    assert len(calls) == 3  # the generator steps after every third discriminator step
+        assert result.dp_history == [(1.0, 32 / 256, local_steps)]
+    # The generator steps after every n_D-th discriminator step and after the round's last.
+    assert len(calls) == generator_steps
     assert result.g_loss == result.g_loss  # not NaN: its tail is over the generator's own steps
 
 
-@pytest.mark.parametrize("n_d", [0, 10])
-def test_discriminator_steps_outside_1_to_local_steps_is_refused(n_d):
+def test_discriminator_steps_below_1_is_refused():
     from medgan_core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="discriminator_steps"):
-        LocalTrainingConfig(local_steps=9, discriminator_steps=n_d)
+        LocalTrainingConfig(local_steps=9, discriminator_steps=0)

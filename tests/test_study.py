@@ -93,7 +93,7 @@ def test_the_default_grid_is_every_registered_variant_that_fits_the_modality():
     from simulations.study import study_models
 
     assert study_models(StudyConfig(), get_modality("ecg")) == (
-        "bilstm_dcgan1d", "dcgan1d", "mlp1d", "vaegan1d", "wgan1d")
+        "bilstm_dcgan1d", "dcgan1d", "dcgan1d_smooth", "mlp1d", "vaegan1d", "wgan1d")
     assert study_models(StudyConfig(), get_modality("xray")) == ("dcgan2d", "mlp2d", "vaegan2d", "wgan2d")
     assert study_models(StudyConfig(models=("wgan2d",)), get_modality("xray")) == ("wgan2d",)
 

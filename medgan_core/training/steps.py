@@ -68,7 +68,8 @@ class LocalTrainingConfig:
     generator_ema: float = 0.0
     # Discriminator steps per generator step (n_D, Bie et al., "Private GANs, Revisited",
     # TMLR 2023): the generator steps after every n_D-th of the ``local_steps`` private
-    # discriminator steps. The privacy count is the discriminator's steps, whatever n_D.
+    # discriminator steps and after the last one (every round moves the generator). The
+    # privacy count is the discriminator's steps, whatever n_D.
     discriminator_steps: int = 1
     # Where the generator, the discriminator, Opacus's per-sample gradients and the DP
     # noise live: a resolved device (``medgan_core.device.resolve_device``), never "auto".
@@ -80,9 +81,8 @@ class LocalTrainingConfig:
             raise ConfigError(
                 f"local_steps={self.local_steps} and batch_size={self.batch_size} must be positive"
             )
-        if not 0 < self.discriminator_steps <= self.local_steps:
-            raise ConfigError(f"discriminator_steps={self.discriminator_steps} must be in [1, local_steps="
-                              f"{self.local_steps}]: the generator steps once per discriminator_steps")
+        if self.discriminator_steps <= 0:
+            raise ConfigError(f"discriminator_steps={self.discriminator_steps} must be at least 1")
         if self.mode_seeking_weight < 0:
             raise ConfigError(f"mode_seeking_weight={self.mode_seeking_weight} must be >= 0")
         if not 0.0 <= self.generator_ema < 1.0:
