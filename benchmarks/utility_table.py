@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="independent runs per epsilon (training seeds)")
     parser.add_argument("--out", default="runs/utility-ecg")
     parser.add_argument("--run-config", action="append", default=[], help="extra overrides for every run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="tabulate a run directory's existing report.json instead of running it again "
+                             "(e.g. to join tables made by parallel invocations with the same --out)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         label = "no DP" if math.isinf(epsilon) else f"{epsilon:g}"
         results[label] = []
         for k in range(args.runs):
-            report = run_one(epsilon, out / f"eps-{label.replace(' ', '-')}-run{k}", args.run_config)
+            run_dir = out / f"eps-{label.replace(' ', '-')}-run{k}"
+            if args.reuse and (run_dir / "report.json").is_file():
+                report = {**json.loads((run_dir / "report.json").read_text()), "_seconds": float("nan")}
+            else:
+                report = run_one(epsilon, run_dir, args.run_config)
             results[label].append(report)
             done += 1
             if "refused" in report:

@@ -94,6 +94,9 @@ class StudyConfig:
         epsilons: Per-holder targets; ``math.inf`` means no DP (``dp-enabled=false``).
         settings: Any of :data:`SETTINGS`.
         rounds, local_steps, batch_size: Work of every data holder.
+        discriminator_steps: Discriminator steps per generator step in every cell. 1 (the
+            study's budgets are a few dozen steps; at the main job's n_D = 5 a quick cell's
+            generator would take five steps a round), so the study's tables stay comparable.
         synthetic_per_class, classifier_epochs, classifier_seeds, encoder_epochs: Scoring.
         overrides: Run-config overrides (e.g. ``modality``, ``site-records``), as
             ``medgan simulate``; ``privacy-unit`` defaults to :data:`STUDY_PRIVACY_UNIT`.
@@ -106,6 +109,7 @@ class StudyConfig:
     rounds: int = 3
     local_steps: int = 100
     batch_size: int = 64
+    discriminator_steps: int = 1
     synthetic_per_class: int = 300
     classifier_epochs: int = 5
     classifier_seeds: tuple[int, ...] = (0, 1)
@@ -198,7 +202,7 @@ def _cell_run(base: RunConfig, study: StudyConfig, model: str, epsilon: float, s
     return replace(base, model=model, dp_enabled=not math.isinf(epsilon),
                    target_epsilon=base.target_epsilon if math.isinf(epsilon) else float(epsilon),
                    num_server_rounds=study.rounds, local_steps=study.local_steps, batch_size=study.batch_size,
-                   run_dir=str(cell.resolve()))
+                   discriminator_steps=study.discriminator_steps, run_dir=str(cell.resolve()))
 
 
 def _check_cells(base: RunConfig, models: tuple[str, ...]) -> None:
