@@ -15,7 +15,9 @@ Privacy reasoning, in short:
 * The generator step sees the discriminator only through its outputs on fakes. The
   discriminator's parameters are frozen during that step, so the generator's backward
   pass neither fills per-sample gradients nor calls the DP optimizer, and the accountant
-  does not count it. The generator is private by post-processing.
+  does not count it. The generator is private by post-processing. With
+  ``discriminator_steps`` = n_D > 1 the generator steps after every n_D-th discriminator
+  step (and after the round's last): fewer generator steps, the same charged D steps.
 * Randomness is secret. The Gaussian noise, the Poisson sampling of records and the fakes
   come from three generators seeded from the operating system's CSPRNG (``secrets``) at
   every call, so nobody outside the site process, in particular a coordinator holding the
