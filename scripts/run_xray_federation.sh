@@ -11,12 +11,14 @@
 # at only lr x (signal/noise) per step; at 2e-4 it barely left its initialisation in 300
 # steps and the generator learnt to fool a random network. generator-ema=0.99 releases the
 # average of each site's generator iterates (no privacy cost), which made runs repeatable.
-# benchmarks/xray_dp_sweep.py compares these settings.
+# benchmarks/xray_dp_sweep.py compares these settings. discriminator-steps=3 with 300 local
+# (discriminator) steps keeps 100 generator steps a round and gives the noisy discriminator
+# three private steps per generator step (Bie et al., TMLR 2023; docs/evaluation.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 exec .venv/bin/medgan simulate --overwrite --run-dir runs/xray \
   --run-config "modality='xray' model='dcgan2d' data-root='data/xray/kermany' image-size=64" \
   --run-config "site-records='1|1|1' holdout-records='1'" \
-  --run-config "num-server-rounds=3 local-steps=100 batch-size=64 learning-rate-d=0.003 learning-rate-g=0.0002 generator-ema=0.99" \
+  --run-config "num-server-rounds=3 local-steps=300 discriminator-steps=3 batch-size=64 learning-rate-d=0.003 learning-rate-g=0.0002 generator-ema=0.99" \
   "$@"
