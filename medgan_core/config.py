@@ -45,7 +45,7 @@ class RunConfig:
     # Private discriminator steps per generator step (n_D). Under DP-SGD the discriminator
     # is noisy and learns slowly; several of its steps per generator step keep it ahead of
     # the generator (Bie, Kamath & Zhang, "Private GANs, Revisited", TMLR 2023). Privacy
-    # counts discriminator steps (local-steps); the generator takes local-steps / n_D.
+    # counts discriminator steps (local-steps); the generator takes ceil(local-steps / n_D).
     discriminator_steps: int = 5
     target_epsilon: float = 10.0
     target_delta: float = 1e-5

@@ -203,8 +203,8 @@ def _local_config(run: RunConfig, local_steps: int, seed: int | None, *, device:
     return LocalTrainingConfig(
         local_steps=local_steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
         learning_rate_g=run.learning_rate_g, seed=seed, public_dataset_size=public_dataset_size,
-        mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema, discriminator_steps=run.discriminator_steps,
-        device=device,
+        mode_seeking_weight=run.mode_seeking_weight, generator_ema=run.generator_ema,
+        discriminator_steps=run.discriminator_steps, device=device,
     )
 
 

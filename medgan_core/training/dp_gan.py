@@ -242,7 +242,8 @@ def train_local_gan(
             if ema is not None:
                 ema.update(generator)
         if progress is not None and (step % 50 == 0 or step == config.local_steps):
-            progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1] if g_losses else float("nan")})
+            g_loss = g_losses[-1] if g_losses else float("nan")  # none yet when n_D > step
+            progress(step, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_loss})
     if ema is not None:
         ema.copy_to(generator)
     tail = max(1, len(d_losses) // 4)

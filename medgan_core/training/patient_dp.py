@@ -251,7 +251,8 @@ def train_local_gan_per_patient(
                 if ema is not None:
                     ema.update(generator)
             if progress is not None and (index % 50 == 0 or index == config.local_steps):
-                progress(index, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_losses[-1] if g_losses else float("nan")})
+                g_loss = g_losses[-1] if g_losses else float("nan")  # none yet when n_D > index
+                progress(index, config.local_steps, {"d_loss": d_losses[-1], "g_loss": g_loss})
     finally:
         steps.unwrap(discriminator)
         gan.generator.cpu()  # the state dicts that leave the site are CPU tensors
