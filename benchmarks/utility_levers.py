@@ -11,9 +11,10 @@ sensitivity to the rare class) and the rare class's Frechet distance in the repo
 encoder features beside the real training patients' own.
 
     .venv/bin/python benchmarks/utility_levers.py --runs 3 \\
-        --lever "baseline=" --lever "d-steps-3=discriminator-steps=3" [--out runs/levers]
+        --lever "baseline=" --lever "nd3=discriminator-steps=3 local-steps=300 model='dcgan1d'" [--out runs/levers]
 
-A lever is ``NAME=override;override`` (empty overrides: the defaults). Results are appended
+A lever is ``NAME=<run-config>``, the overrides as ``medgan simulate --run-config`` takes them
+(TOML values, parsed by Flower's parser; empty: the defaults). Results are appended
 to ``levers.jsonl`` in ``--out`` as each run finishes (a cut-off sweep keeps what it
 measured), and the summary table (mean ± std over runs) is printed and written to
 ``levers.md``.
@@ -29,12 +30,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from medgan_cli._common import parse_overrides  # noqa: E402
 from medgan_core.data.labelled import LabelledSet  # noqa: E402
 from medgan_core.evaluation.scoring import sample_with_labels  # noqa: E402
 from medgan_core.evaluation.utility import classifier_scores, gbt_scores  # noqa: E402
@@ -49,27 +52,16 @@ from simulations.inprocess import run_inprocess_federation  # noqa: E402
 METRICS = ("balanced_accuracy", "auroc", "sensitivity")
 
 
-def parse_lever(text: str) -> tuple[str, dict[str, str]]:
+def parse_lever(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME=<run-config>``: the overrides parsed by Flower's parser, as ``medgan simulate --run-config``."""
     name, _, overrides = text.partition("=")
-    pairs = [item.split("=", 1) for item in overrides.split(";") if item.strip()]
-    return name, {key.strip(): value.strip() for key, value in pairs}
+    return name, parse_overrides([overrides]) if overrides.strip() else {}
 
 
-def _typed(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value.strip("'\"")
-
-
-def measure(name: str, overrides: dict[str, str], *, per_class: int, classifier_seeds: tuple[int, ...],
+def measure(name: str, overrides: dict[str, Any], *, per_class: int, classifier_seeds: tuple[int, ...],
             encoder_path: Path, run_index: int, weights_dir: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="lever-") as run_dir:
-        run = resolve_run_config({**{k: _typed(v) for k, v in overrides.items()}, "run-dir": run_dir})
+        run = resolve_run_config({**overrides, "run-dir": run_dir})
         started = time.monotonic()
         result = run_inprocess_federation(run, run_id=f"{name}-{run_index}")
         train_seconds = time.monotonic() - started
@@ -119,7 +111,8 @@ def summarise(rows: list[dict]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lever", action="append", required=True, help="NAME=key=value;key=value")
+    parser.add_argument("--lever", action="append", required=True,
+                        help="NAME=<run-config>, e.g. \"nd3=discriminator-steps=3 local-steps=300\"")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--classifier-seeds", default="0,1")

@@ -236,7 +236,7 @@ def train_local_gan(
             # Same Poisson sample, same released state (D's step changed only D): the second
             # mechanism of this step. Its loss is on real records and stays at the site.
             vae_step(real, real_labels)
-        if step % config.discriminator_steps == 0 or step == config.local_steps:
+        if config.generator_steps_after(step):
             g_losses.append(_generator_step(gan, discriminator, g_optimizer, fake_count, prior, fake_rng,
                                             mode_seeking_weight=config.mode_seeking_weight))
             if ema is not None:

@@ -245,7 +245,7 @@ def train_local_gan_per_patient(
             d_loss, d_loss_fake = step(beats, labels, groups)
             d_losses.append(d_loss)
             d_fake_losses.append(d_loss_fake)
-            if index % config.discriminator_steps == 0 or index == config.local_steps:
+            if config.generator_steps_after(index):
                 g_losses.append(steps.generator_step(gan, discriminator, g_optimizer, config.batch_size, prior,
                                                      fake_rng, mode_seeking_weight=config.mode_seeking_weight))
                 if ema is not None:

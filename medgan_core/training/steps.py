@@ -93,6 +93,11 @@ class LocalTrainingConfig:
                 "lower batch-size"
             )
 
+    def generator_steps_after(self, step: int) -> bool:
+        """Whether the generator steps after discriminator step ``step`` (1-based): after every
+        ``discriminator_steps``-th and after the round's last, so every round moves it."""
+        return step % self.discriminator_steps == 0 or step == self.local_steps
+
 
 @dataclass
 class LocalTrainingResult:
