@@ -14,7 +14,9 @@ encoder features beside the real training patients' own.
         --lever "baseline=" --lever "nd3=discriminator-steps=3 local-steps=300 model='dcgan1d'" [--out runs/levers]
 
 A lever is ``NAME=<run-config>``, the overrides as ``medgan simulate --run-config`` takes them
-(TOML values, parsed by Flower's parser; empty: the defaults). Results are appended
+(TOML values, parsed by Flower's parser; empty: the defaults). A name ending in ``@init``
+scores the round-1 model without training it (epsilon 0): with ``pretrained=DIR``, what the
+public pretraining alone gives, the baseline a DP fine-tuning must beat. Results are appended
 to ``levers.jsonl`` in ``--out`` as each run finishes (a cut-off sweep keeps what it
 measured), and the summary table (mean ± std over runs) is printed and written to
 ``levers.md``.
@@ -47,7 +49,7 @@ from medgan_core.modalities import get_modality  # noqa: E402
 from medgan_core.models import build_gan  # noqa: E402
 from medgan_core.models.state import load_gan_state  # noqa: E402
 from simulations.federation import resolve_run_config  # noqa: E402
-from simulations.inprocess import run_inprocess_federation  # noqa: E402
+from simulations.inprocess import initial_weights, run_inprocess_federation  # noqa: E402
 
 METRICS = ("balanced_accuracy", "auroc", "sensitivity")
 
@@ -63,12 +65,16 @@ def measure(name: str, overrides: dict[str, Any], *, per_class: int, classifier_
     with tempfile.TemporaryDirectory(prefix="lever-") as run_dir:
         run = resolve_run_config({**overrides, "run-dir": run_dir})
         started = time.monotonic()
-        result = run_inprocess_federation(run, run_id=f"{name}-{run_index}")
+        if name.endswith("@init"):  # the round-1 model itself: nothing of any site's data
+            weights, epsilon = dict(initial_weights(run)), 0.0
+        else:
+            result = run_inprocess_federation(run, run_id=f"{name}-{run_index}")
+            weights, epsilon = result.weights, max(result.epsilon.values())
         train_seconds = time.monotonic() - started
     gan = build_gan(run)
-    load_gan_state(gan, result.weights)
+    load_gan_state(gan, weights)
     if weights_dir is not None:  # to look at the samples later (medgan_core.plots)
-        torch.save({"state": result.weights, "overrides": overrides}, weights_dir / f"{name}-run{run_index}.pt")
+        torch.save({"state": weights, "overrides": overrides}, weights_dir / f"{name}-run{run_index}.pt")
     modality = get_modality(run.modality)
     sites, holdout = modality.evaluation_data(run)
     train = LabelledSet.concat(sites)
@@ -83,7 +89,7 @@ def measure(name: str, overrides: dict[str, Any], *, per_class: int, classifier_
     fd_ref = frechet_distance(*real_stats, *feature_statistics(encoder.features(train.samples[train.labels == rare])))
     row = {
         "lever": name, "overrides": overrides, "run": run_index, "train_seconds": round(train_seconds, 1),
-        "epsilon": max(result.epsilon.values()),
+        "epsilon": epsilon,
         "cnn": classifier_scores(synthetic, holdout, num_classes=num_classes, epochs=8, seeds=classifier_seeds),
         "trees": gbt_scores(synthetic, holdout, num_classes=num_classes, seeds=classifier_seeds),
         "fd_rare": float(fd), "fd_rare_real_reference": float(fd_ref),

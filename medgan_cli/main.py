@@ -9,6 +9,7 @@
     medgan audit    --run-dir DIR              membership-inference audit of a run (no retraining)
     medgan explain  --run-dir DIR              SHAP, LRP, LIME attributions of its discriminator and classifier
     medgan models   [--json]                   registered GAN variants, their sizes, what sees real data
+    medgan pretrain --out DIR                  public pretraining of G and D (run-config pretrained=DIR)
     medgan privacy  ...                        noise multiplier <-> epsilon calculator, ledgers
     medgan certs | coordinator | site ...      real deployment (docs/deployment.md)
 """
@@ -19,15 +20,15 @@ import argparse
 import sys
 from types import ModuleType
 
-from medgan_cli import audit, compare, deploy, explain, generate, models, privacy, simulate, study
+from medgan_cli import audit, compare, deploy, explain, generate, models, pretrain, privacy, simulate, study
 from medgan_cli._common import setup_logging
 
 __all__ = ["COMMAND_GROUPS", "build_parser", "main"]
 
 #: The command groups, in the order ``medgan --help`` lists them; each module's
 #: ``register(subparsers)`` adds its sub-commands with ``func`` set to the command.
-COMMAND_GROUPS: tuple[ModuleType, ...] = (simulate, study, compare, generate, audit, explain, models, privacy,
-                                          deploy)
+COMMAND_GROUPS: tuple[ModuleType, ...] = (simulate, study, compare, generate, audit, explain, models, pretrain,
+                                          privacy, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

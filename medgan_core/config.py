@@ -69,6 +69,10 @@ class RunConfig:
     # records) and the held-out patients no site trains on. One record is one patient.
     site_records: str = "mitdb/106 mitdb/100|mitdb/105 mitdb/123|mitdb/108 mitdb/121 svdb/800"
     holdout_records: str = "mitdb/114 mitdb/116"
+    # Simulation only: the public data `medgan pretrain` trains on, kept apart from every
+    # site and the hold-out (ECG: records under data-root; X-ray: one more patient share,
+    # after the hold-out's). "" = none.
+    public_records: str = ""
     # Simulation only: how the sites' patients are split. "records" = as site-records says
     # (X-ray: the shares; ecg12: the institutions); "dirichlet" = each class's patients over
     # the sites by Dir(partition-alpha) (medgan_core.data.partition), the hold-out unchanged.
@@ -89,6 +93,10 @@ class RunConfig:
     leads: str = ""
     # A run directory whose latest checkpoint this run continues from ("" = start fresh).
     resume_from: str = ""
+    # A directory written by `medgan pretrain` (weights.pt + provenance.json): the round-1
+    # model is that public pretraining instead of random weights. It was trained only on
+    # public data no site holds, so it costs the sites no privacy. "" = random weights.
+    pretrained: str = ""
     # Where sites train, and where the report and `medgan generate` run: "auto" (CUDA when
     # PyTorch sees a GPU, else the CPU), "cpu", "cuda" or "cuda:N". A site's own
     # [site] device wins (it is the site's hardware); medgan_core.device resolves it.
@@ -205,6 +213,7 @@ _RULES: dict[str, Rule] = {
     "data_root": Rule(str, lambda v: bool(v.strip()), "a non-empty path"),
     "site_records": _TEXT,
     "holdout_records": _TEXT,
+    "public_records": _TEXT,
     "partition": one_of("records", "dirichlet"),
     "partition_alpha": finite_in(0.0, 1e6, low_open=True),
     "partition_min_patients": positive_int(1_000_000),
@@ -217,5 +226,6 @@ _RULES: dict[str, Rule] = {
     "image_size": Rule(int, lambda v: v in (32, 64, 128), "32, 64 or 128"),
     "leads": _TEXT,
     "resume_from": _TEXT,
+    "pretrained": _TEXT,
     "device": DEVICE_RULE,
 }

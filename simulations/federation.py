@@ -48,12 +48,19 @@ def resolve_run_config(overrides: dict[str, Any]) -> RunConfig:
     run = RunConfig.from_mapping(fused)
     def absolute(path: str, base: Path) -> str:
         return str(Path(path) if Path(path).is_absolute() else (base / path).resolve())
-    return replace(
+    run = replace(
         run,
         run_dir=absolute(run.run_dir, Path.cwd()),
         data_root=absolute(run.data_root, Path.cwd() if "data-root" in overrides else APP_DIR),
         resume_from=absolute(run.resume_from, Path.cwd()) if run.resume_from else "",
+        pretrained=absolute(run.pretrained, Path.cwd() if "pretrained" in overrides else APP_DIR)
+        if run.pretrained else "",
     )
+    if run.pretrained:
+        from medgan_core.pretraining import check_public_split, load_pretrained
+
+        check_public_split(run, load_pretrained(run)[1])  # no site or hold-out patient in the pretraining
+    return run
 
 
 def check_patient_level_feasible(run: RunConfig) -> None:

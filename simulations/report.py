@@ -188,6 +188,7 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
         "modality": modality.name,
         "dp_enabled": run.dp_enabled,
         "rounds": len(history),
+        "public_pretraining": _public_pretraining(directory),
         "privacy": privacy,
         "refusals": refusal_summary(history),
         "holdout_patients": sorted(set(holdout.patients)),
@@ -325,3 +326,13 @@ if __name__ == "__main__":  # pragma: no cover
 
     logging.basicConfig(level=logging.INFO)
     print(json.dumps(write_report(sys.argv[1])["utility"], indent=2))
+
+
+def _public_pretraining(directory: RunDirectory) -> dict[str, Any] | None:
+    """What the ServerApp recorded of round 1's public pretraining (``None``: random weights)."""
+    path = directory.root / "public_pretraining.json"
+    if not path.is_file():
+        return None
+    recorded = directory.read_json("public_pretraining.json")
+    keep = ("pretrained", "public-records", "licence", "samples", "class-counts", "data-sha256")
+    return {key: recorded.get(key) for key in keep} | {"steps": recorded.get("training", {}).get("steps")}

@@ -70,6 +70,13 @@ def report_markdown(report: dict, *, model: str) -> str:
     lines = [f"# Federation report: {report['run_dir']}", ""]
     lines += [f"Modality {modality.name}, model {model}, {report['rounds']} rounds, "
               f"DP {'on' if report['dp_enabled'] else 'OFF (non-private control)'}.", ""]
+    public = report.get("public_pretraining")
+    if public:
+        counts = ", ".join(f"{n:,} {c}" for c, n in public["class-counts"].items())
+        lines += [f"Round 1 started from a public pretraining (`{public['pretrained']}`, {public['steps']} steps, "
+                  f"no privacy: no site's data) on {counts} {modality.record_word}s (public-records `{public['public-records']}`) "
+                  f"(data sha256 {public['data-sha256'][:12]}...). Licence: {public['licence']}. The sites' epsilons "
+                  "below are what their DP fine-tuning spent.", ""]
     lines += privacy_table_md(report["privacy"], modality.record_word)
     lines += refusals_md(report["refusals"])
     lines += _final_metrics_md(report, modality)

@@ -17,10 +17,20 @@ def test_three_site_federation_end_to_end(tmp_path):
     from simulations.federation import resolve_run_config, run_federation
     from simulations.report import write_report
 
+    from medgan_core.pretraining import PretrainingConfig, pretrain, save_pretrained
+
+    # Round 1 starts from a (tiny) public pretraining on CPSC 2021 records no site holds.
+    public = "cpsc2021/data_8_2 cpsc2021/data_8_3"
+    pretrained = pretrain(resolve_run_config({"public-records": public, "batch-size": 32}),
+                          PretrainingConfig(steps=2))
+    save_pretrained(tmp_path / "pretrained", pretrained.gan, pretrained.provenance)
     run = resolve_run_config({"run-dir": str(tmp_path / "run"), "num-server-rounds": 2, "local-steps": 4,
-                              "batch-size": 32, "target-epsilon": 4.0})
+                              "batch-size": 32, "target-epsilon": 4.0, "public-records": public,
+                              "pretrained": str(tmp_path / "pretrained")})
     run_federation(run)
     directory = RunDirectory(run.run_dir)
+    recorded = directory.read_json("public_pretraining.json")  # written by the ServerApp
+    assert recorded["data-sha256"] == pretrained.provenance["data-sha256"] and "CC BY 4.0" in recorded["licence"]
     history = directory.read_metrics()
     assert [h["round"] for h in history] == [1, 2]
     assert all(len(h["sites"]) == 3 and not any("error" in s for s in h["sites"].values()) for h in history)
@@ -41,6 +51,8 @@ def test_three_site_federation_end_to_end(tmp_path):
     assert report["utility"]["tstr_exported"]["num_samples"] >= 18  # 10 per class read back from the files
     assert (directory.root / "figures" / "real_vs_synthetic_beats.png").stat().st_size > 10_000
     assert (directory.root / "report.md").read_text().count("| site-") == 3
+    assert report["public_pretraining"]["class-counts"] == {"N": 567, "V": 10}
+    assert "Round 1 started from a public pretraining" in (directory.root / "report.md").read_text()
     for symbol in ("N", "V"):
         record = wfdb.rdrecord(str(directory.root / "synthetic_wfdb" / f"synthetic_{symbol}"))
         annotation = wfdb.rdann(str(directory.root / "synthetic_wfdb" / f"synthetic_{symbol}"), "atr")

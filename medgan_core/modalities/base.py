@@ -106,6 +106,18 @@ class Modality(ABC):
                              patient_share=sites[0].patient_share, audit_paths=sites[0].audit_paths,
                              audit_share=sites[0].audit_share)
 
+    def public_data(self, run: "RunConfig") -> SimulatedSite:
+        """Simulation: the public data of ``public-records`` that ``medgan pretrain`` trains
+        on, disjoint from every simulated site and the hold-out (its ``data_paths`` and
+        ``patient_share`` are read by :meth:`load`).
+
+        Raises:
+            ConfigError: the modality has no public split, ``public-records`` is empty, or
+                it names a site's or the hold-out's patient.
+        """
+        raise ConfigError(f"modality {self.name!r} has no public split for pretraining; pretrain on the ecg or "
+                          "xray modality, or start from random weights (pretrained='')")
+
     @abstractmethod
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
         """Read a site's data; a bad record is skipped and reported, never fatal."""

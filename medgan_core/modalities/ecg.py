@@ -17,6 +17,7 @@ import torch
 from medgan_core.data.ecg import EcgConfig, find_records, load_ecg_records
 from medgan_core.data.partition import check_enough_patients, dirichlet_patient_partition, patient_labels
 from medgan_core.data.splits import split_audit_patients
+from medgan_core.errors import ConfigError
 from medgan_core.metrics.names import DTW_SYN_TO_REAL
 from medgan_core.modalities.base import Modality, SimulatedSite, register_modality
 
@@ -120,6 +121,18 @@ class EcgModality(Modality):
             data_paths=tuple(str(p) for p in run.record_paths(groups[partition_id])),
             audit_paths=tuple(str(p) for p in run.record_paths(run.holdout_records.split())),
         )
+
+    def public_data(self, run: "RunConfig") -> SimulatedSite:
+        public = run.public_records.split()
+        if not public:
+            raise ConfigError("modality ecg: public-records is empty; name the public records under data-root, "
+                              "e.g. public-records='cpsc2021/data_8_2 cpsc2021/data_8_3'")
+        private = {record for group in run.site_record_groups() for record in group} | set(run.holdout_records.split())
+        shared = sorted(private & set(public))
+        if shared:
+            raise ConfigError(f"modality ecg: public-records names {shared}, which a site or the hold-out holds; "
+                              "public pretraining must use records no site and no evaluation holds")
+        return SimulatedSite(data_paths=tuple(str(p) for p in run.record_paths(public)))
 
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
         from medgan_core.data.site_data import SiteData

@@ -40,13 +40,14 @@ class PatientShare:
 
     Attributes:
         weights: Relative share of the images for every simulated site, then for the
-            held-out patients; e.g. ``(1, 1, 1, 1)``: three sites and a hold-out set of
-            about equal size.
-        group: This site's group (the held-out group is the last and is never a site).
+            held-out patients (then for the public patients, with ``public-records``);
+            e.g. ``(1, 1, 1, 1)``: three sites and a hold-out set of about equal size.
+        group: This site's group (the groups after the sites' are never a site).
         seed: Seed of the patient shuffle.
         alpha: ``None`` for the split by ``weights``; else the sites' patients are dealt by
-            Dir(alpha) per class (the held-out group stays the one of ``weights``).
+            Dir(alpha) per class (the groups after the sites' stay the ones of ``weights``).
         min_patients: Dirichlet only: fewest patients per site.
+        num_sites: How many of the groups are sites; ``None``: all but the last.
     """
 
     weights: tuple[float, ...]
@@ -54,12 +55,14 @@ class PatientShare:
     seed: int
     alpha: float | None = None
     min_patients: int = MIN_PATIENTS_PER_SITE
+    num_sites: int | None = None
 
     def select(self, patient_ids: list[str], labels: np.ndarray | None = None) -> np.ndarray:
         """Indices of this group's images among ``patient_ids`` (whole patients only);
         ``labels`` (one per image) are needed for a Dirichlet split."""
         return split_xray_patients(patient_ids, weights=self.weights, seed=self.seed, labels=labels,
-                                   alpha=self.alpha, min_patients=self.min_patients)[self.group]
+                                   alpha=self.alpha, min_patients=self.min_patients,
+                                   num_sites=self.num_sites)[self.group]
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,18 @@ def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
     ``site-records="1|1|1" holdout-records="1"`` gives three sites and a hold-out set of
     about a quarter of the images each, in whole patients.
 
+    With ``public-records`` (one number too), the public share follows the hold-out's: the
+    patients ``medgan pretrain`` trains on, which no site and no evaluation sees.
+
     Returns:
-        The site weights followed by the hold-out weight.
+        The site weights, then the hold-out weight, then the public weight if any.
 
     Raises:
         ConfigError: a group is not one positive number.
     """
     groups = run.site_record_groups() + [run.holdout_records.split()]
+    if run.public_records.strip():
+        groups.append(run.public_records.split())
     try:
         weights = tuple(float(group[0]) if len(group) == 1 else math.nan for group in groups)
     except ValueError:
@@ -96,20 +104,21 @@ def xray_share_weights(run: RunConfig) -> tuple[float, ...]:
     if len(groups) < 2 or not all(w > 0 and math.isfinite(w) for w in weights):
         raise ConfigError(
             f"modality xray: site-records={run.site_records!r} holdout-records={run.holdout_records!r} "
-            "must be relative shares of the patients, one positive number per site, e.g. "
-            "site-records='1|1|1' holdout-records='1'"
+            f"public-records={run.public_records!r} must be relative shares of the patients, one positive "
+            "number per site, e.g. site-records='1|1|1' holdout-records='1' (public-records='1' or '')"
         )
     return weights
 
 
 def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], seed: int,
                         labels: np.ndarray | None = None, alpha: float | None = None,
-                        min_patients: int = MIN_PATIENTS_PER_SITE) -> list[np.ndarray]:
-    """Image indices per group: the sites', then the held-out group.
+                        min_patients: int = MIN_PATIENTS_PER_SITE, num_sites: int | None = None) -> list[np.ndarray]:
+    """Image indices per group: the sites', then the held-out group (then the public one).
 
-    The groups are those of :func:`split_by_patient` with normalised ``weights``. With
-    ``alpha``, the held-out group stays that one (so every alpha is scored on the same
-    patients) and the sites' patients, pooled, are dealt again by
+    The groups are those of :func:`split_by_patient` with normalised ``weights``; the first
+    ``num_sites`` (default all but the last) are the sites'. With ``alpha``, the groups after
+    the sites' stay as they are (so every alpha is scored on the same patients) and the
+    sites' patients, pooled, are dealt again by
     :func:`~medgan_core.data.partition.dirichlet_record_groups` (the site weights then only
     set the number of sites).
 
@@ -123,10 +132,11 @@ def split_xray_patients(patient_ids: list[str], *, weights: tuple[float, ...], s
         return groups
     if labels is None:
         raise ValueError("a Dirichlet split of the patients needs the images' labels")
-    pool = np.sort(np.concatenate(groups[:-1]))
+    sites_count = len(groups) - 1 if num_sites is None else num_sites
+    pool = np.sort(np.concatenate(groups[:sites_count]))
     sites = dirichlet_record_groups([patient_ids[i] for i in pool], np.asarray(labels)[pool],
-                                    num_sites=len(groups) - 1, alpha=alpha, seed=seed, min_patients=min_patients)
-    return [pool[site] for site in sites] + [groups[-1]]
+                                    num_sites=sites_count, alpha=alpha, seed=seed, min_patients=min_patients)
+    return [pool[site] for site in sites] + groups[sites_count:]
 
 
 @functools.lru_cache(maxsize=2)
@@ -163,12 +173,23 @@ class XrayModality(Modality):
 
     def simulated_site(self, run: "RunConfig", partition_id: int) -> SimulatedSite:
         weights = xray_share_weights(run)
+        num_sites = len(run.site_record_groups())
         share = PatientShare(weights=weights, group=partition_id, seed=run.seed, alpha=run.dirichlet_alpha,
-                             min_patients=run.partition_min_patients)
+                             min_patients=run.partition_min_patients, num_sites=num_sites)
         # The held-out group is the same for every partition: no alpha needed to find it.
-        holdout = PatientShare(weights=weights, group=len(weights) - 1, seed=run.seed)
+        holdout = PatientShare(weights=weights, group=num_sites, seed=run.seed, num_sites=num_sites)
         return SimulatedSite(data_paths=(run.data_root,), patient_share=share,
                              audit_paths=(run.data_root,), audit_share=holdout)
+
+    def public_data(self, run: "RunConfig") -> SimulatedSite:
+        if not run.public_records.strip():
+            raise ConfigError("modality xray: public-records is empty; set it to the public patients' share, "
+                              "e.g. public-records='1' (one more share of data-root after the hold-out's)")
+        weights = xray_share_weights(run)
+        num_sites = len(run.site_record_groups())
+        return SimulatedSite(data_paths=(run.data_root,),
+                             patient_share=PatientShare(weights=weights, group=num_sites + 1, seed=run.seed,
+                                                        num_sites=num_sites))
 
     def pooled_simulated_site(self, run: "RunConfig") -> SimulatedSite:
         sites = [self.simulated_site(run, k) for k in range(len(run.site_record_groups()))]
@@ -262,10 +283,11 @@ class XrayModality(Modality):
         patients = [str(p) for p in patients]
         every = LabelledSet(torch.from_numpy(images * 2.0 - 1.0).float().unsqueeze(1),
                             torch.from_numpy(np.asarray(labels)).long(), tuple(patients))
+        num_sites = len(run.site_record_groups())
         groups = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed,
                                      labels=np.asarray(labels), alpha=run.dirichlet_alpha,
-                                     min_patients=run.partition_min_patients)
-        return [every.take(group) for group in groups[:-1]], every.take(groups[-1])
+                                     min_patients=run.partition_min_patients, num_sites=num_sites)
+        return [every.take(group) for group in groups[:num_sites]], every.take(groups[num_sites])
 
     def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
         from medgan_core.plots import plot_image_grid

@@ -36,7 +36,19 @@ def initial_gan(run: RunConfig) -> GanPair:
 
     The ServerApp, the in-process federation and the audits' untrained baseline all start
     here, so they start from the same weights. ``run.seed`` is public: these weights are
-    data-independent and reveal nothing about any site.
+    data-independent and reveal nothing about any site. With ``pretrained`` set, the
+    weights are those of ``medgan pretrain`` (:mod:`medgan_core.pretraining`): trained on
+    public data only, so they too reveal nothing about any site.
+
+    Raises:
+        ConfigError: ``pretrained`` is missing, unreadable or made for another model.
     """
     torch.manual_seed(run.seed)
-    return build_gan(run)
+    gan = build_gan(run)
+    if run.pretrained:
+        from medgan_core.models.state import load_gan_state
+        from medgan_core.pretraining import load_pretrained
+
+        state, _ = load_pretrained(run)
+        load_gan_state(gan, state)
+    return gan
