@@ -70,7 +70,7 @@ def _samples_figure(run, result, out: Path) -> Path:  # noqa: ANN001 - RunConfig
     labels = torch.arange(len(modality.class_names)).repeat_interleave(16)
     synthetic = sample_with_labels(result.gan, labels, seed=0)
     real = LabelledSet(result.public.samples, result.public.labels)
-    path = modality.plot_samples(real, synthetic, out)
+    path = modality.plot_samples(real, synthetic, out, real_title="real (public data)")
     target = out / "samples.png"
     path.replace(target)
     return target

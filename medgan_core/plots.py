@@ -16,13 +16,14 @@ __all__ = ["plot_beats_real_vs_synthetic", "plot_curves", "plot_image_grid", "pl
 
 def plot_beats_real_vs_synthetic(real: np.ndarray, real_labels: np.ndarray, synthetic: np.ndarray,
                                  synthetic_labels: np.ndarray, class_names: Sequence[str], path: Path,
-                                 *, fs: float, to_mv: float, per_class: int = 12, seed: int = 0) -> Path:
+                                 *, fs: float, to_mv: float, per_class: int = 12, seed: int = 0,
+                                 real_title: str = "real (held-out patients)") -> Path:
     """One row per class: real beats (left) and synthetic beats (right), overlaid, in mV."""
     rng = np.random.default_rng(seed)
     fig, axes = plt.subplots(len(class_names), 2, figsize=(10, 3 * len(class_names)), sharex=True, squeeze=False)
     t = np.arange(real.shape[1]) / fs
     for row, name in enumerate(class_names):
-        for col, (data, labels, title) in enumerate(((real, real_labels, "real (held-out patients)"),
+        for col, (data, labels, title) in enumerate(((real, real_labels, real_title),
                                                      (synthetic, synthetic_labels, "synthetic"))):
             ax = axes[row, col]
             chosen = np.flatnonzero(labels == row)

@@ -192,8 +192,10 @@ class Modality(ABC):
                                      scale=settings.physical_scale)
 
     @abstractmethod
-    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
-        """A figure of real beside synthetic samples per class in ``out_dir``; returns its path."""
+    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0,
+                     real_title: str = "real (held-out patients)") -> Path:
+        """A figure of real beside synthetic samples per class in ``out_dir``; returns its path.
+        ``real_title`` says where the real samples come from, where the figure names it."""
 
 
 _MODALITIES: dict[str, Modality] = {}

@@ -187,14 +187,16 @@ class EcgModality(Modality):
         scores.update(dtw_metrics(syn, ref, radius=settings.dtw_radius, scale=settings.physical_scale))
         return scores
 
-    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
+    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0,
+                     real_title: str = "real (held-out patients)") -> Path:
         from medgan_core.plots import plot_beats_real_vs_synthetic
 
         config = EcgConfig()
         return plot_beats_real_vs_synthetic(real.samples[:, 0].numpy(), real.labels.numpy(),
                                             synthetic.samples[:, 0].numpy(), synthetic.labels.numpy(),
                                             self.class_names, out_dir / "real_vs_synthetic_beats.png",
-                                            fs=config.model_fs, to_mv=config.amplitude_scale_mv, seed=seed)
+                                            fs=config.model_fs, to_mv=config.amplitude_scale_mv, seed=seed,
+                                            real_title=real_title)
 
 
 def wave_regions(sample_shape: tuple[int, ...], *, r_offset: int, model_fs: float) -> dict[str, np.ndarray]:

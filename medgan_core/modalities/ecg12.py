@@ -224,7 +224,8 @@ class Ecg12Modality(Modality):
         scores.update(dtw_metrics(syn, ref, radius=settings.dtw_radius, scale=settings.physical_scale))
         return scores
 
-    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
+    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0,
+                     real_title: str = "real (held-out patients)") -> Path:
         from medgan_core.plots import plot_lead_means
 
         config = Ecg12Config()

@@ -289,7 +289,8 @@ class XrayModality(Modality):
                                      min_patients=run.partition_min_patients, num_sites=num_sites)
         return [every.take(group) for group in groups[:num_sites]], every.take(groups[num_sites])
 
-    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0) -> Path:
+    def plot_samples(self, real: "LabelledSet", synthetic: "LabelledSet", out_dir: Path, *, seed: int = 0,
+                     real_title: str = "real (held-out patients)") -> Path:
         from medgan_core.plots import plot_image_grid
 
         def intensities(data: "LabelledSet") -> np.ndarray:
