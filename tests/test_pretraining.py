@@ -175,3 +175,14 @@ def test_pretrain_command_writes_weights_provenance_and_a_figure(tmp_path, capsy
     build_gan(RunConfig())  # the saved state is this model's
     assert provenance["training"]["steps"] == 2 and state
 
+
+
+def test_the_shipped_ecg_pretraining_loads_into_the_main_job_and_holds_no_site_record():
+    # scripts/run_federation.sh starts from it; resolve_run_config checks its public split.
+    run = resolve_run_config({"pretrained": "pretrained/ecg-cpsc2021"})
+    state, provenance = load_pretrained(run)
+    assert provenance["class-counts"] == {"N": 5210, "V": 13} and provenance["training"]["dp"] is False
+    assert all(r.startswith("cpsc2021/") for r in provenance["split"]["records"])
+    assert "CC BY 4.0" in provenance["licence"]
+    loaded = gan_state(initial_gan(run))
+    assert all(torch.equal(loaded[k], torch.as_tensor(state[k])) for k in state)
