@@ -143,6 +143,7 @@ def pretrain(run: RunConfig, config: PretrainingConfig, progress: Any = None) ->
     Raises:
         ConfigError: no public split, an unknown licence, or too little public data.
     """
+    from medgan_core.device import resolve_device
     from medgan_core.models.build import build_gan
     from medgan_core.modalities import get_modality
     from medgan_core.training.dp_gan import train_local_gan
@@ -163,7 +164,7 @@ def pretrain(run: RunConfig, config: PretrainingConfig, progress: Any = None) ->
     training = LocalTrainingConfig(
         local_steps=config.steps, batch_size=run.batch_size, learning_rate_d=run.learning_rate_d,
         learning_rate_g=run.learning_rate_g, seed=config.seed, mode_seeking_weight=run.mode_seeking_weight,
-        discriminator_steps=1)
+        discriminator_steps=1, device=resolve_device(run.device))
     started = time.monotonic()
     result = train_local_gan(gan=gan, beats=data.samples[index], labels=data.labels[index], config=training,
                              dp=None, progress=progress)
