@@ -186,3 +186,14 @@ def test_the_shipped_ecg_pretraining_loads_into_the_main_job_and_holds_no_site_r
     assert "CC BY 4.0" in provenance["licence"]
     loaded = gan_state(initial_gan(run))
     assert all(torch.equal(loaded[k], torch.as_tensor(state[k])) for k in state)
+
+
+def test_the_shipped_xray_pretraining_needs_the_split_that_keeps_its_patients_out():
+    xray = {"modality": "xray", "model": "dcgan2d", "data-root": "data/xray/kermany", "image-size": 64,
+            "site-records": "1|1|1", "holdout-records": "1", "pretrained": "pretrained/xray-kermany-public"}
+    run = resolve_run_config({**xray, "public-records": "1"})
+    state, provenance = load_pretrained(run)
+    assert provenance["split"] == {"data-root": "data/xray/kermany", "shares": [1.0] * 5, "seed": 42}
+    assert sum(provenance["class-counts"].values()) == provenance["samples"] > 1000
+    with pytest.raises(ConfigError, match="would hold patients the pretraining saw"):
+        resolve_run_config(xray)  # no public share: its patients would be the sites' and the hold-out's
