@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The chest X-ray job: three simulated hospitals on the bundled Kermany set
-# (data/xray/kermany, 5,190 images of 2,846 patients), split by patient into three sites of
-# about 1,300 images and a held-out quarter no site trains on; a conditional DP-GAN at
-# 64x64 (Opacus DP-SGD on the discriminator, patient-level by default: privacy-unit=auto
-# means one patient for X-rays; add --run-config "privacy-unit='record'" for per image), then the report (runs/xray/report.md) and the synthetic DICOM export
-# (runs/xray/synthetic_dicom/{NORMAL,PNEUMONIA}/). Extra arguments go to `medgan simulate`
-# and override these, e.g. --run-config "num-server-rounds=2" --run-dir runs/xray-try.
+# (data/xray/kermany, 5,190 images of 2,846 patients), split by patient into five equal
+# shares: three sites of about 1,040 images, a held-out fifth no site trains on, and a
+# public fifth that only the public pretraining saw (pretrained/xray-kermany-public: G and D
+# trained without privacy on those patients; no site's data, so no privacy cost;
+# docs/privacy.md "Public pretraining"). Then a conditional DP-GAN at 64x64 (Opacus DP-SGD on
+# the discriminator, patient-level by default: privacy-unit=auto means one patient for
+# X-rays; add --run-config "privacy-unit='record'" for per image), the report
+# (runs/xray/report.md) and the synthetic DICOM export (runs/xray/synthetic_dicom/{NORMAL,PNEUMONIA}/).
+# Extra arguments go to `medgan simulate` and override these, e.g. --run-config
+# "num-server-rounds=2" --run-dir runs/xray-try; --run-config "pretrained=''" starts from
+# random weights.
 # Why the discriminator's learning rate is 15x the generator's: under DP-SGD, Adam divides
 # each coordinate's step by the noise's scale, so the discriminator moves toward its signal
 # at only lr x (signal/noise) per step; at 2e-4 it barely left its initialisation in 300
@@ -19,6 +24,6 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 exec .venv/bin/medgan simulate --overwrite --run-dir runs/xray \
   --run-config "modality='xray' model='dcgan2d' data-root='data/xray/kermany' image-size=64" \
-  --run-config "site-records='1|1|1' holdout-records='1'" \
+  --run-config "site-records='1|1|1' holdout-records='1' public-records='1' pretrained='pretrained/xray-kermany-public'" \
   --run-config "num-server-rounds=3 local-steps=300 discriminator-steps=3 batch-size=64 learning-rate-d=0.003 learning-rate-g=0.0002 generator-ema=0.99" \
   "$@"
