@@ -92,17 +92,16 @@ class PretrainingConfig:
 
 def dataset_licence(run: RunConfig, override: str | None = None) -> str:
     """The licence of ``run``'s public data: ``override``, or the known licence of each
-    database it comes from (ECG: the records' folders; X-ray: ``data-root``'s name).
+    database it comes from (named records: their folders; a share of a folder: its name).
 
     Raises:
         ConfigError: a database whose licence is not known and no ``override``.
     """
     if override:
         return override
-    if run.modality == "xray":
-        folders = [Path(run.data_root).name]
-    else:
-        folders = sorted({Path(record).parts[0] for record in run.public_records.split()})
+    split = public_split(run)
+    records = split.get("records")
+    folders = sorted({Path(r).parts[0] for r in records}) if records else [Path(run.data_root).name]
     unknown = [f for f in folders if f not in KNOWN_LICENCES]
     if unknown:
         raise ConfigError(f"public data from {unknown}: its licence is not known to medgan; say it with "
@@ -250,21 +249,20 @@ def load_pretrained(run: RunConfig) -> tuple[dict[str, torch.Tensor], dict[str, 
 
 
 def public_split(run: RunConfig) -> dict[str, Any]:
-    """What fixes ``run``'s public data apart from the sites' (recorded in the provenance)."""
-    if run.modality == "xray":
-        from medgan_core.modalities.xray import xray_share_weights
+    """What fixes ``run``'s public data apart from the sites' (recorded in the provenance):
+    ``data-root`` and the modality's :meth:`~medgan_core.modalities.base.Modality.public_split`."""
+    from medgan_core.modalities import get_modality
 
-        weights = xray_share_weights(run)
-        return {"data-root": _portable(run.data_root), "shares": list(weights), "seed": run.seed}
-    return {"data-root": _portable(run.data_root), "records": sorted(run.public_records.split())}
+    return {"data-root": _portable(run.data_root), **get_modality(run.modality).public_split(run)}
 
 
 def check_public_split(run: RunConfig, provenance: dict[str, Any]) -> None:
     """Simulation: refuse a run whose sites or hold-out hold data the pretraining saw.
 
-    ECG: no public record may be a site's or the hold-out's. X-ray, same folder: the run
-    must split it exactly as the pretraining did (same shares and seed, the public share
-    included), so that the public patients are neither a site's nor the hold-out's.
+    Named public records (ECG) may be no site's or the hold-out's. A public share of the
+    same folder (X-ray) must come from the very split this run makes (same shares and
+    seed, the public share included), so that its patients are neither a site's nor the
+    hold-out's.
 
     Raises:
         ConfigError: naming the overlap and the fix.
@@ -279,9 +277,9 @@ def check_public_split(run: RunConfig, provenance: dict[str, Any]) -> None:
             raise ConfigError(f"pretrained={run.pretrained!r} was trained on {shared}, which this run's sites or "
                               "hold-out hold; pretrain on other records or change site-records/holdout-records")
         return
-    if split != public_split(run):
+    ours = public_split(run)
+    if split != ours:
         raise ConfigError(
             f"pretrained={run.pretrained!r} was trained on a public share of {split.get('data-root')} split as "
-            f"{split.get('shares')} with seed {split.get('seed')}; this run splits it as {public_split(run)['shares']} "
-            f"with seed {run.seed}, so its sites or hold-out would hold patients the pretraining saw. Use the "
-            f"pretraining's site-records, holdout-records, public-records and seed")
+            f"{split}; this run splits it as {ours}, so its sites or hold-out would hold patients the pretraining "
+            "saw. Use the pretraining's site-records, holdout-records, public-records and seed")

@@ -118,6 +118,18 @@ class Modality(ABC):
         raise ConfigError(f"modality {self.name!r} has no public split for pretraining; pretrain on the ecg or "
                           "xray modality, or start from random weights (pretrained='')")
 
+    def public_split(self, run: "RunConfig") -> dict[str, Any]:
+        """What sets ``public-records``' data apart from the sites' in this modality, as a
+        pretraining's provenance records it: ``{"records": [...]}`` for named records (no
+        site or hold-out may name one), or the split parameters of a shared folder (a run
+        must split it the same way).
+
+        Raises:
+            ConfigError: the modality has no public split.
+        """
+        raise ConfigError(f"modality {self.name!r} has no public split for pretraining; pretrain on the ecg or "
+                          "xray modality, or start from random weights (pretrained='')")
+
     @abstractmethod
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
         """Read a site's data; a bad record is skipped and reported, never fatal."""

@@ -134,6 +134,9 @@ class EcgModality(Modality):
                               "public pretraining must use records no site and no evaluation holds")
         return SimulatedSite(data_paths=tuple(str(p) for p in run.record_paths(public)))
 
+    def public_split(self, run: "RunConfig") -> dict[str, Any]:
+        return {"records": sorted(run.public_records.split())}
+
     def load(self, data_paths: tuple[str, ...], *, image_size: int, patient_share: Any = None) -> "SiteData":
         from medgan_core.data.site_data import SiteData
 

@@ -181,6 +181,9 @@ class XrayModality(Modality):
         return SimulatedSite(data_paths=(run.data_root,), patient_share=share,
                              audit_paths=(run.data_root,), audit_share=holdout)
 
+    def public_split(self, run: "RunConfig") -> dict[str, Any]:
+        return {"shares": list(xray_share_weights(run)), "seed": run.seed}
+
     def public_data(self, run: "RunConfig") -> SimulatedSite:
         if not run.public_records.strip():
             raise ConfigError("modality xray: public-records is empty; set it to the public patients' share, "
