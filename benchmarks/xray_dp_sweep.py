@@ -58,7 +58,8 @@ def run_once(run: RunConfig, *, threads: int) -> tuple[float, float, np.ndarray,
     synthetic, synthetic_labels = sample_per_class(gan, 300, seed=0)
     synthetic = np.clip((synthetic + 1) / 2, 0, 1)
     images, labels, patients, _ = load_xray_dataset(run.data_root, size=run.image_size)
-    holdout = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed)[-1]
+    # The hold-out follows the sites' groups (a public share, if any, comes after it).
+    holdout = split_xray_patients(patients, weights=xray_share_weights(run), seed=run.seed)[len(run.site_record_groups())]
     test_x = torch.from_numpy(images[holdout]).float().unsqueeze(1)
     test_y = torch.from_numpy(np.asarray(labels)[holdout]).long()
     scores = []
