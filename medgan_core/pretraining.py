@@ -27,8 +27,6 @@ and a conditional GAN pretrained on 13 V beats among 5,000 would barely learn it
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import logging
 import time
 from collections import Counter
@@ -41,17 +39,22 @@ import torch
 
 from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
-from medgan_core.io_utils import atomic_write_bytes, atomic_write_text
 from medgan_core.models.registry import GanPair
+from medgan_core.pretrained_weights import (
+    PROVENANCE_FILE,
+    WEIGHTS_FILE,
+    load_pretrained,
+    portable_path,
+    pretrained_meta,
+    resolve_pretrained,
+    write_pretrained,
+)
 
 __all__ = ["PROVENANCE_FILE", "PretrainingConfig", "PretrainingResult", "WEIGHTS_FILE", "balanced_indices", "dataset_licence",
            "check_public_split", "load_pretrained", "pretrain", "public_split", "pretrained_meta", "resolve_pretrained", "save_pretrained"]
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "weights.pt"
-PROVENANCE_FILE = "provenance.json"
-APP_ROOT = Path(__file__).resolve().parents[1]
 
 #: Licences of the openly licensed sets this repository bundles, by folder name.
 KNOWN_LICENCES: dict[str, str] = {
@@ -120,12 +123,6 @@ def balanced_indices(labels: np.ndarray, seed: int) -> np.ndarray:
     return rng.permutation(np.concatenate(chosen))
 
 
-def pretrained_meta(run: RunConfig) -> dict[str, Any]:
-    """What a pretrained directory must match to load into ``run``'s model."""
-    return {"model": run.model, "modality": run.modality, "latent-dim": run.latent_dim,
-            "image-size": run.image_size}
-
-
 @dataclass
 class PretrainingResult:
     """A pretrained GAN (on the CPU), its provenance (what :func:`save_pretrained` writes)
@@ -187,65 +184,15 @@ def pretrain(run: RunConfig, config: PretrainingConfig, progress: Any = None) ->
     return PretrainingResult(gan, provenance, data)
 
 
-def _portable(path: str) -> str:
-    # Relative to the app's root where it lies inside it: the same text on every clone.
-    try:
-        return str(Path(path).resolve().relative_to(APP_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def save_pretrained(out: str | Path, gan: GanPair, provenance: dict[str, Any], *, overwrite: bool = False) -> Path:
-    """Write ``out/weights.pt`` and ``out/provenance.json``, each atomically.
+    """Write ``gan``'s weights and ``provenance`` to ``out`` (:func:`~medgan_core.pretrained_weights.write_pretrained`).
 
     Raises:
         ConfigError: ``out`` already holds a pretraining and ``overwrite`` is false.
     """
     from medgan_core.models.state import gan_state
 
-    out = Path(out)
-    if (out / WEIGHTS_FILE).exists() and not overwrite:
-        raise ConfigError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it, or choose another --out")
-    buffer = io.BytesIO()
-    meta = {key: provenance[key] for key in ("model", "modality", "latent-dim", "image-size")}
-    torch.save({"state": dict(gan_state(gan)), "meta": meta}, buffer)
-    # The weights first: a provenance file is only ever beside the weights it describes.
-    atomic_write_bytes(out / WEIGHTS_FILE, buffer.getvalue())
-    atomic_write_text(out / PROVENANCE_FILE, json.dumps(provenance, indent=2) + "\n")
-    return out
-
-
-def resolve_pretrained(value: str) -> Path:
-    """The ``pretrained`` directory: absolute, or relative to the app's root (the
-    repository, or the Flower app bundle a deployment runs)."""
-    path = Path(value)
-    return path if path.is_absolute() else APP_ROOT / path
-
-
-def load_pretrained(run: RunConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The weights and provenance of ``run.pretrained``, checked against ``run``'s model.
-
-    Raises:
-        ConfigError: the directory or a file is missing or unreadable, or was made for
-            another model, modality, latent size or image size.
-    """
-    directory = resolve_pretrained(run.pretrained)
-    weights, provenance_file = directory / WEIGHTS_FILE, directory / PROVENANCE_FILE
-    for path in (weights, provenance_file):
-        if not path.is_file():
-            raise ConfigError(f"pretrained={run.pretrained!r}: {path} is missing; make it with `medgan pretrain "
-                              f"--out {run.pretrained}` or set pretrained=''")
-    try:
-        saved = torch.load(weights, map_location="cpu", weights_only=True)
-        provenance = json.loads(provenance_file.read_text())
-    except Exception as error:  # a truncated or foreign file: name it and the fix
-        raise ConfigError(f"{directory}: unreadable pretrained weights or provenance ({error}); "
-                          "make them again with `medgan pretrain`") from error
-    expected = pretrained_meta(run)
-    if saved.get("meta") != expected:
-        raise ConfigError(f"{weights} was pretrained for {saved.get('meta')}, but this run builds {expected}; "
-                          "pretrain again with this run's model and sizes, or set pretrained=''")
-    return saved["state"], provenance
+    return write_pretrained(out, gan_state(gan), provenance, overwrite=overwrite)
 
 
 def public_split(run: RunConfig) -> dict[str, Any]:
@@ -253,7 +200,7 @@ def public_split(run: RunConfig) -> dict[str, Any]:
     ``data-root`` and the modality's :meth:`~medgan_core.modalities.base.Modality.public_split`."""
     from medgan_core.modalities import get_modality
 
-    return {"data-root": _portable(run.data_root), **get_modality(run.modality).public_split(run)}
+    return {"data-root": portable_path(run.data_root), **get_modality(run.modality).public_split(run)}
 
 
 def check_public_split(run: RunConfig, provenance: dict[str, Any]) -> None:
@@ -268,7 +215,7 @@ def check_public_split(run: RunConfig, provenance: dict[str, Any]) -> None:
         ConfigError: naming the overlap and the fix.
     """
     split = provenance.get("split", {})
-    if split.get("data-root") != _portable(run.data_root):
+    if split.get("data-root") != portable_path(run.data_root):
         return  # other folders: the public data is no site's by construction
     if "records" in split:
         private = {r for group in run.site_record_groups() for r in group} | set(run.holdout_records.split())

@@ -12,7 +12,7 @@ import pytest
 from medgan_cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["simulate", "status", "report", "study", "compare", "generate", "audit", "explain", "models", "privacy",
+COMMANDS = ["simulate", "status", "report", "study", "compare", "generate", "audit", "explain", "models", "pretrain", "privacy",
             "certs", "coordinator", "site"]
 
 

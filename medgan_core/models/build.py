@@ -37,7 +37,7 @@ def initial_gan(run: RunConfig) -> GanPair:
     The ServerApp, the in-process federation and the audits' untrained baseline all start
     here, so they start from the same weights. ``run.seed`` is public: these weights are
     data-independent and reveal nothing about any site. With ``pretrained`` set, the
-    weights are those of ``medgan pretrain`` (:mod:`medgan_core.pretraining`): trained on
+    weights are those of ``medgan pretrain`` (:mod:`medgan_core.pretraining`, files :mod:`medgan_core.pretrained_weights`): trained on
     public data only, so they too reveal nothing about any site.
 
     Raises:
@@ -47,7 +47,7 @@ def initial_gan(run: RunConfig) -> GanPair:
     gan = build_gan(run)
     if run.pretrained:
         from medgan_core.models.state import load_gan_state
-        from medgan_core.pretraining import load_pretrained
+        from medgan_core.pretrained_weights import load_pretrained
 
         state, _ = load_pretrained(run)
         load_gan_state(gan, state)
