@@ -31,15 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def pretrain(args: argparse.Namespace) -> int:
-    from medgan_core.errors import ConfigError
-    from medgan_core.pretraining import WEIGHTS_FILE, PretrainingConfig
+    from medgan_core.pretrained_weights import check_writable
+    from medgan_core.pretraining import PretrainingConfig
     from medgan_core.pretraining import pretrain as run_pretraining
     from medgan_core.pretraining import save_pretrained
     from simulations.federation import resolve_run_config
 
     out = Path(args.out)
-    if (out / WEIGHTS_FILE).exists() and not args.overwrite:  # before minutes of training
-        raise ConfigError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it, or choose another --out")
+    check_writable(out, overwrite=args.overwrite)  # before minutes of training
     config = PretrainingConfig(steps=args.steps, seed=args.seed, balance_classes=not args.no_balance,
                                licence=args.licence)
     run = resolve_run_config(parse_overrides(args.run_config or []))

@@ -180,6 +180,11 @@ class RunConfig:
     def site_record_groups(self) -> list[list[str]]:
         return [group.split() for group in self.site_records.split("|") if group.strip()]
 
+    def simulation_records(self) -> list[str]:
+        """Simulation: every record a site or the hold-out names (``site-records``, then
+        ``holdout-records``)."""
+        return [record for group in self.site_record_groups() for record in group] + self.holdout_records.split()
+
     def record_paths(self, records: list[str]) -> list[Path]:
         return [Path(self.data_root) / r for r in records]
 

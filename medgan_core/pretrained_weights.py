@@ -18,8 +18,8 @@ from medgan_core.config import RunConfig
 from medgan_core.errors import ConfigError
 from medgan_core.io_utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["APP_ROOT", "PROVENANCE_FILE", "WEIGHTS_FILE", "load_pretrained", "portable_path", "pretrained_meta",
-           "resolve_pretrained", "write_pretrained"]
+__all__ = ["APP_ROOT", "PROVENANCE_FILE", "WEIGHTS_FILE", "check_writable", "load_pretrained", "portable_path",
+           "pretrained_meta", "read_provenance", "resolve_pretrained", "write_pretrained"]
 
 WEIGHTS_FILE = "weights.pt"
 PROVENANCE_FILE = "provenance.json"
@@ -47,6 +47,16 @@ def resolve_pretrained(value: str) -> Path:
     return path if path.is_absolute() else APP_ROOT / path
 
 
+def check_writable(out: Path, *, overwrite: bool) -> None:
+    """Refuse to replace a pretraining in ``out`` unless told to.
+
+    Raises:
+        ConfigError: ``out`` already holds one and ``overwrite`` is false.
+    """
+    if (Path(out) / WEIGHTS_FILE).exists() and not overwrite:
+        raise ConfigError(f"{Path(out) / WEIGHTS_FILE} exists; pass --overwrite to replace it, or choose another --out")
+
+
 def write_pretrained(out: str | Path, state: Mapping[str, torch.Tensor], provenance: dict[str, Any], *,
                      overwrite: bool = False) -> Path:
     """Write ``out/weights.pt`` (``state`` and the model it fits) and ``out/provenance.json``,
@@ -56,8 +66,7 @@ def write_pretrained(out: str | Path, state: Mapping[str, torch.Tensor], provena
         ConfigError: ``out`` already holds a pretraining and ``overwrite`` is false.
     """
     out = Path(out)
-    if (out / WEIGHTS_FILE).exists() and not overwrite:
-        raise ConfigError(f"{out / WEIGHTS_FILE} exists; pass --overwrite to replace it, or choose another --out")
+    check_writable(out, overwrite=overwrite)
     buffer = io.BytesIO()
     meta = {key: provenance[key] for key in ("model", "modality", "latent-dim", "image-size")}
     torch.save({"state": dict(state), "meta": meta}, buffer)
@@ -67,6 +76,33 @@ def write_pretrained(out: str | Path, state: Mapping[str, torch.Tensor], provena
     return out
 
 
+def _existing(run: RunConfig, name: str) -> Path:
+    path = resolve_pretrained(run.pretrained) / name
+    if not path.is_file():
+        raise ConfigError(f"pretrained={run.pretrained!r}: {path} is missing; make it with `medgan pretrain "
+                          f"--out {run.pretrained}` or set pretrained=''")
+    return path
+
+
+def _unreadable(run: RunConfig, error: Exception) -> ConfigError:
+    # A truncated or foreign file: name it and the fix.
+    return ConfigError(f"{resolve_pretrained(run.pretrained)}: unreadable pretrained weights or provenance "
+                       f"({error}); make them again with `medgan pretrain`")
+
+
+def read_provenance(run: RunConfig) -> dict[str, Any]:
+    """The provenance of ``run.pretrained``, without reading its weights.
+
+    Raises:
+        ConfigError: the directory or a file is missing or unreadable.
+    """
+    _existing(run, WEIGHTS_FILE)  # a provenance counts only beside the weights it describes
+    try:
+        return json.loads(_existing(run, PROVENANCE_FILE).read_text())
+    except Exception as error:
+        raise _unreadable(run, error) from error
+
+
 def load_pretrained(run: RunConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The weights and provenance of ``run.pretrained``, checked against ``run``'s model.
 
@@ -74,18 +110,12 @@ def load_pretrained(run: RunConfig) -> tuple[dict[str, torch.Tensor], dict[str, 
         ConfigError: the directory or a file is missing or unreadable, or was made for
             another model, modality, latent size or image size.
     """
-    directory = resolve_pretrained(run.pretrained)
-    weights, provenance_file = directory / WEIGHTS_FILE, directory / PROVENANCE_FILE
-    for path in (weights, provenance_file):
-        if not path.is_file():
-            raise ConfigError(f"pretrained={run.pretrained!r}: {path} is missing; make it with `medgan pretrain "
-                              f"--out {run.pretrained}` or set pretrained=''")
+    provenance = read_provenance(run)
+    weights = resolve_pretrained(run.pretrained) / WEIGHTS_FILE
     try:
         saved = torch.load(weights, map_location="cpu", weights_only=True)
-        provenance = json.loads(provenance_file.read_text())
-    except Exception as error:  # a truncated or foreign file: name it and the fix
-        raise ConfigError(f"{directory}: unreadable pretrained weights or provenance ({error}); "
-                          "make them again with `medgan pretrain`") from error
+    except Exception as error:
+        raise _unreadable(run, error) from error
     expected = pretrained_meta(run)
     if saved.get("meta") != expected:
         raise ConfigError(f"{weights} was pretrained for {saved.get('meta')}, but this run builds {expected}; "

@@ -218,8 +218,7 @@ def check_public_split(run: RunConfig, provenance: dict[str, Any]) -> None:
     if split.get("data-root") != portable_path(run.data_root):
         return  # other folders: the public data is no site's by construction
     if "records" in split:
-        private = {r for group in run.site_record_groups() for r in group} | set(run.holdout_records.split())
-        shared = sorted(private & set(split["records"]))
+        shared = sorted(set(run.simulation_records()) & set(split["records"]))
         if shared:
             raise ConfigError(f"pretrained={run.pretrained!r} was trained on {shared}, which this run's sites or "
                               "hold-out hold; pretrain on other records or change site-records/holdout-records")

@@ -32,9 +32,9 @@ def main(grid: Grid, context: Context) -> None:
     gan = initial_gan(run)
     if run.pretrained:
         # Which public data round 1's weights come from, and under which licence.
-        from medgan_core.pretraining import load_pretrained
+        from medgan_core.pretrained_weights import read_provenance
 
-        run_dir.write_json("public_pretraining.json", {"pretrained": run.pretrained, **load_pretrained(run)[1]})
+        run_dir.write_json("public_pretraining.json", {"pretrained": run.pretrained, **read_provenance(run)})
     meta = {"model": run.model, "modality": run.modality, "latent-dim": run.latent_dim,
             "image-size": run.image_size}
     resumed_state, done = resume_point(run, meta)  # (None, 0) unless resume-from is set

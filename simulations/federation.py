@@ -57,9 +57,10 @@ def resolve_run_config(overrides: dict[str, Any]) -> RunConfig:
         if run.pretrained else "",
     )
     if run.pretrained:
-        from medgan_core.pretraining import check_public_split, load_pretrained
+        from medgan_core.pretrained_weights import read_provenance
+        from medgan_core.pretraining import check_public_split
 
-        check_public_split(run, load_pretrained(run)[1])  # no site or hold-out patient in the pretraining
+        check_public_split(run, read_provenance(run))  # no site or hold-out patient in the pretraining
     return run
 
 

@@ -14,7 +14,7 @@ from medgan_core.errors import ConfigError
 from medgan_core.modalities import get_modality
 from medgan_core.modalities.xray import split_xray_patients
 from medgan_core.models import build_gan, initial_gan
-from medgan_core.models.state import gan_state
+from medgan_core.models.state import gan_state, load_gan_state
 from medgan_core.pretraining import (
     PROVENANCE_FILE,
     WEIGHTS_FILE,
@@ -172,7 +172,7 @@ def test_pretrain_command_writes_weights_provenance_and_a_figure(tmp_path, capsy
     with pytest.raises(SystemExit, match="exists; pass --overwrite"):
         main(["pretrain", "--out", str(out), "--steps", "2", "--run-config", f"public-records='{PUBLIC}'"])
     state, provenance = load_pretrained(RunConfig(pretrained=str(out)))
-    build_gan(RunConfig())  # the saved state is this model's
+    load_gan_state(build_gan(RunConfig()), state)  # the saved state is this model's
     assert provenance["training"]["steps"] == 2 and state
 
 

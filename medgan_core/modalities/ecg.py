@@ -127,8 +127,7 @@ class EcgModality(Modality):
         if not public:
             raise ConfigError("modality ecg: public-records is empty; name the public records under data-root, "
                               "e.g. public-records='cpsc2021/data_8_2 cpsc2021/data_8_3'")
-        private = {record for group in run.site_record_groups() for record in group} | set(run.holdout_records.split())
-        shared = sorted(private & set(public))
+        shared = sorted(set(run.simulation_records()) & set(public))
         if shared:
             raise ConfigError(f"modality ecg: public-records names {shared}, which a site or the hold-out holds; "
                               "public pretraining must use records no site and no evaluation holds")
@@ -153,8 +152,7 @@ class EcgModality(Modality):
                 self.load(tuple(reference), image_size=image_size))
 
     def simulation_data_missing(self, run: "RunConfig") -> list[str]:
-        records = [r for group in run.site_record_groups() for r in group] + run.holdout_records.split()
-        return [str(p) for p in run.record_paths(records) if not Path(f"{p}.hea").exists()]
+        return [str(p) for p in run.record_paths(run.simulation_records()) if not Path(f"{p}.hea").exists()]
 
     def attribution_regions(self, sample_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         config = EcgConfig()
