@@ -146,8 +146,8 @@ def pretrain(run: RunConfig, config: PretrainingConfig, progress: Any = None) ->
     from medgan_core.training.steps import LocalTrainingConfig
 
     modality = get_modality(run.modality)
+    public = modality.public_data(run)  # an empty or overlapping public-records first: its fix comes first
     licence = dataset_licence(run, config.licence)  # before minutes of training
-    public = modality.public_data(run)
     data = modality.load(public.data_paths, image_size=run.image_size, patient_share=public.patient_share)
     labels = data.labels.numpy()
     counts = Counter(data.class_names[int(label)] for label in labels)

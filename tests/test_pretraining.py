@@ -121,6 +121,11 @@ def test_a_run_whose_holdout_the_pretraining_saw_is_refused(pretrained_dir):
         check_public_split(run, result.provenance)
 
 
+def test_pretraining_without_public_records_says_so_before_anything_else():
+    with pytest.raises(ConfigError, match="public-records is empty"):
+        pretrain(RunConfig(), PretrainingConfig(steps=1))
+
+
 def test_an_unknown_public_dataset_needs_its_licence_stated():
     run = RunConfig(public_records="hospital-export/rec1")
     with pytest.raises(ConfigError, match="--licence"):
