@@ -57,10 +57,12 @@ def resolve_run_config(overrides: dict[str, Any]) -> RunConfig:
         if run.pretrained else "",
     )
     if run.pretrained:
-        from medgan_core.pretrained_weights import read_provenance
+        from medgan_core.pretrained_weights import load_pretrained
         from medgan_core.pretraining import check_public_split
 
-        check_public_split(run, read_provenance(run))  # no site or hold-out patient in the pretraining
+        # Loaded here, not only in the ServerApp: a pretraining for another model is refused
+        # with its fix before Flower starts, and no site or hold-out patient may be in it.
+        check_public_split(run, load_pretrained(run)[1])
     return run
 
 

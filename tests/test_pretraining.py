@@ -86,6 +86,11 @@ def test_a_pretraining_for_another_model_is_refused_with_the_fix(pretrained_dir)
         initial_gan(RunConfig(latent_dim=16, pretrained=str(out)))
 
 
+def test_a_simulation_with_another_models_pretraining_is_refused_before_flower_starts():
+    with pytest.raises(ConfigError, match=r"was pretrained for .*dcgan2d.*pretrain again"):
+        resolve_run_config({"pretrained": "pretrained/xray-kermany-public"})
+
+
 def test_a_missing_or_truncated_pretraining_names_the_file_and_the_fix(tmp_path, pretrained_dir):
     with pytest.raises(ConfigError, match=r"weights.pt is missing; make it with `medgan pretrain"):
         initial_gan(RunConfig(pretrained=str(tmp_path / "nowhere")))
