@@ -165,7 +165,7 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
     num_classes = len(modality.class_names)
     classify: dict[str, Any] = dict(num_classes=num_classes, epochs=classifier_epochs,
                                     seeds=settings.classifier_seeds, device=on)
-    trtr = classifier_scores(train, holdout, **classify)
+    trtr = classifier_scores(train, holdout, **classify, per_patient=True)
     smallest = int(np.argmin([len(s) for s in sites]))
     gain = augmentation_gain(site=sites[smallest], synthetic=synthetic, test=holdout, **classify)
     gain["site"] = f"site-{smallest}"
@@ -180,7 +180,7 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
                                              synthetic=synthetic.first_per_class(export_per_class or
                                                                                  settings.synthetic_per_class,
                                                                                  num_classes))
-    tstr_exported = {**classifier_scores(exported, holdout, **classify), "num_samples": len(exported)}
+    tstr_exported = {**classifier_scores(exported, holdout, **classify, per_patient=True), "num_samples": len(exported)}
     utility_gbt = _independent_utility(synthetic=synthetic, exported=exported, train=train, holdout=holdout,
                                        num_classes=num_classes, seeds=settings.classifier_seeds)
     report = {
@@ -221,7 +221,7 @@ def _independent_utility(*, synthetic: LabelledSet, exported: LabelledSet, train
     """The utility rows again with gradient-boosted trees instead of the project's CNN: the
     same training sets (synthetic, exported read back, the sites' real data) and test set."""
     config = GbtConfig()
-    classify: dict[str, Any] = dict(num_classes=num_classes, seeds=seeds, config=config)
+    classify: dict[str, Any] = dict(num_classes=num_classes, seeds=seeds, config=config, per_patient=True)
     logger.info("report: %s", GBT_DESCRIPTION)
     return {"classifier": GBT_DESCRIPTION, "config": asdict(config),
             "tstr": gbt_scores(synthetic, holdout, **classify),

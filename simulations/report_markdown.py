@@ -155,6 +155,7 @@ def _utility_md(report: dict, modality: Modality) -> list[str]:
     lines.append(_scores_row(f"exported {report['export']['format'].split(' ')[0]} read back "
                              f"({exported['num_samples']} {word}s)", exported))
     lines.append(_scores_row("real site data (TRTR)", report["utility"]["trtr"]))
+    lines += _per_patient_md(report["utility"]["tstr"], report["utility"]["trtr"], modality, explain=True)
     lines += _independent_utility_md(report, modality, head)
     lines += ["", f"## Augmentation gain at the smallest site ({gain['site']}: {_patients(gain['site_patients'])}, "
               f"{gain['num_site']} {word}s)", "",
@@ -187,6 +188,30 @@ def _independent_utility_md(report: dict, modality: Modality, head: list[str]) -
     lines.append(_scores_row(f"exported {report['export']['format'].split(' ')[0]} read back "
                              f"({exported['num_samples']} {word}s)", exported))
     lines.append(_scores_row("real site data (TRTR)", gbt["trtr"]))
+    lines += _per_patient_md(gbt["tstr"], gbt["trtr"], modality, explain=False)
+    return lines
+
+
+def _per_patient_md(tstr: dict, trtr: dict, modality: Modality, *, explain: bool) -> list[str]:
+    """The classifier's TSTR and TRTR patient by patient (only for a hold-out of few patients)."""
+    if "per_patient" not in tstr or "per_patient" not in trtr:
+        return []
+    word, classes = modality.record_word, modality.class_names
+    called = [f"{c} called {c}" for c in classes]
+    intro = (f"Per held-out patient: the patient's {word}s of each class, the share of each class called that "
+             "class at the default threshold, and AUROC (trained on synthetic, then on real site data). A patient "
+             f"whom the classifier trained on real site data also misses has {word}s unlike every site's: no "
+             "generator trained on the sites can be expected to teach what the sites' own data does not."
+             if explain else "Per held-out patient, as for the CNN:")
+    lines = ["", intro, "",
+             f"| patient | {' / '.join(classes)} {word}s | " + " | ".join(f"synthetic: {c}" for c in called)
+             + " | synthetic: AUROC | " + " | ".join(f"real site data: {c}" for c in called) + " | real site data: AUROC |",
+             "|---|---|" + "---|" * (2 * len(classes) + 2)]
+    for patient, synthetic in tstr["per_patient"].items():
+        real = trtr["per_patient"][patient]
+        lines.append(f"| {patient} | {' / '.join(str(n) for n in synthetic['num_per_class'])} | "
+                     + " | ".join(_fmt(r) for r in synthetic["recall_per_class"]) + f" | {_fmt(synthetic[AUROC])} | "
+                     + " | ".join(_fmt(r) for r in real["recall_per_class"]) + f" | {_fmt(real[AUROC])} |")
     return lines
 
 

@@ -150,3 +150,34 @@ def test_inception_fid_loads_only_from_disk(tmp_path):
     assert inception_fid(images, images * 0.2, path=path) > 1.0
     with pytest.raises(ValueError, match="image"):
         inception_fid(torch.zeros(4, 1, 8), torch.zeros(4, 1, 8), path=path)
+
+
+def test_per_patient_scores_against_hand_computed_values() -> None:
+    """Two patients, two seeds: recalls and AUROC per patient, averaged over the seeds."""
+    from medgan_core.evaluation.utility import per_patient_scores
+
+    test = LabelledSet(torch.zeros(6, 1, 4), torch.tensor([0, 0, 1, 0, 0, 0]), ("a", "a", "a", "b", "b", "b"))
+    p_v = [np.array([0.1, 0.6, 0.9, 0.2, 0.7, 0.8]), np.array([0.1, 0.2, 0.3, 0.2, 0.3, 0.4])]
+    scores = per_patient_scores([np.stack([1 - p, p], axis=1) for p in p_v], test)
+    assert scores["a"]["num_per_class"] == [2, 1]
+    assert scores["a"]["recall_per_class"] == pytest.approx([(0.5 + 1.0) / 2, (1.0 + 0.0) / 2])
+    assert scores["a"]["auroc"] == pytest.approx(1.0)  # V ranked above both N beats in each seed
+    assert scores["b"]["num_per_class"] == [3, 0]
+    assert scores["b"]["recall_per_class"][0] == pytest.approx((1 / 3 + 1.0) / 2)
+    assert math.isnan(scores["b"]["recall_per_class"][1]) and math.isnan(scores["b"]["auroc"])
+    with pytest.raises(ValueError, match="patient ids"):
+        per_patient_scores(p_v, LabelledSet(test.samples, test.labels))
+
+
+def test_per_patient_breakdown_only_for_few_patients() -> None:
+    from medgan_core.evaluation.utility import PER_PATIENT_MAX, gbt_scores
+
+    generator = torch.Generator().manual_seed(0)
+    train = LabelledSet(torch.randn(40, 1, 16, generator=generator), torch.arange(2).repeat(20))
+    few = LabelledSet(torch.randn(20, 1, 16, generator=generator), torch.arange(2).repeat(10),
+                      tuple(f"p{i % 2}" for i in range(20)))
+    many = LabelledSet(few.samples, few.labels, tuple(f"p{i}" for i in range(20)))
+    assert set(gbt_scores(train, few, num_classes=2, seeds=(0,), per_patient=True)["per_patient"]) == {"p0", "p1"}
+    assert 20 > PER_PATIENT_MAX and "per_patient" not in gbt_scores(train, many, num_classes=2, seeds=(0,),
+                                                                    per_patient=True)
+    assert "per_patient" not in gbt_scores(train, few, num_classes=2, seeds=(0,))

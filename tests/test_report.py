@@ -83,6 +83,12 @@ def test_report_contents(saved_run):
         assert gbt[row]["num_test"] == report["utility"][row]["num_test"] and gbt[row]["seeds"] == 1
         for key in ("balanced_accuracy", "auroc", "sensitivity", "macro_f1"):
             assert 0.0 <= gbt[row][key] <= 1.0, (row, key)
+        # One held-out patient: its breakdown is the pooled score again, for both classifiers.
+        for scores in (gbt[row], report["utility"][row]):
+            (patient, mine), = scores["per_patient"].items()
+            assert patient == "mitdb/116" and sum(mine["num_per_class"]) == scores["num_test"]
+            assert mine["auroc"] == pytest.approx(scores["auroc"])
+            assert mine["recall_per_class"][1] == pytest.approx(scores["sensitivity"])
     for name in ("N", "V"):
         final, ref = report["final_metrics"][name], report["reference_metrics"][name]
         for key in ("fd", "precision", "recall", "density", "coverage", "mmd2", "dtw_syn_to_real",
@@ -111,6 +117,8 @@ def test_report_contents(saved_run):
     assert ("### An independent classifier: gradient-boosted trees on z-normalised samples, independent of the "
             "project's CNN") in markdown
     assert markdown.count("| sensitivity (recall of V) |") == 3  # CNN, trees, augmentation gain
+    assert markdown.count("| patient | N / V beats | synthetic: N called N | synthetic: V called V |") == 2
+    assert markdown.count("| mitdb/116 | ") == 2
     assert "What the sample-space rows mean" in markdown and "Memorisation check" in markdown
     assert "| DTW synthetic -> nearest real (mV) |" in markdown and "| RMSE to nearest real (mV) |" in markdown
     assert "| 2 | 1 | 1 | medgan:budget-exhausted |" in markdown

@@ -127,6 +127,7 @@ def evaluate_generator(*, gan: GanPair, modality: "Modality", encoder: Encoder, 
     tstr = None
     if settings.classifier_seeds:
         tstr = classifier_scores(synthetic, holdout, num_classes=len(class_names),
-                                 epochs=settings.classifier_epochs, seeds=settings.classifier_seeds, device=device)
+                                 epochs=settings.classifier_epochs, seeds=settings.classifier_seeds, device=device,
+                                 per_patient=True)
     return {"per_class": per_class, "reference": reference, "memorisation": memorisation, "tstr": tstr,
             "synthetic": synthetic}

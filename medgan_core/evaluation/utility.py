@@ -7,20 +7,28 @@ it, gradient-boosted trees on z-normalised samples (:func:`gbt_scores`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from medgan_core.data.labelled import LabelledSet
 from medgan_core.metrics.names import AUROC, BALANCED_ACCURACY, BALANCED_ACCURACY_STD, MACRO_F1, SENSITIVITY, gain_key
-from medgan_core.metrics.tstr import ClassifierScores, evaluate_classifier, train_classifier
-from medgan_core.metrics.tstr_gbt import GbtConfig, evaluate_gbt, train_gbt
+from medgan_core.metrics.tstr import classifier_probabilities, scores_from_probabilities, train_classifier
+from medgan_core.metrics.tstr_gbt import GbtConfig, gbt_probabilities, train_gbt
 
-__all__ = ["augmentation_gain", "classifier_scores", "gbt_scores"]
+__all__ = ["PER_PATIENT_MAX", "augmentation_gain", "classifier_scores", "gbt_scores", "per_patient_scores"]
+
+#: A test set of at most this many patients is also scored patient by patient: with few
+#: held-out patients one unusual patient can decide the pooled score, and the breakdown shows
+#: it. More patients than this (the X-ray hold-out has hundreds, a few images each) would
+#: give a table of single-class rows that says nothing.
+PER_PATIENT_MAX = 10
 
 
 def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int, epochs: int,
-                      seeds: Sequence[int], device: torch.device | str = "cpu") -> dict[str, float]:
+                      seeds: Sequence[int], device: torch.device | str = "cpu",
+                      per_patient: bool = False) -> dict[str, Any]:
     """The fixed small classifier trained on ``train``, tested on ``test``, averaged over seeds.
 
     Trained and tested on ``device``.
@@ -28,24 +36,26 @@ def classifier_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int
     Returns:
         Mean ``balanced_accuracy``, ``auroc`` (last class vs rest), ``macro_f1``,
         ``sensitivity`` (recall of the last class); the std of balanced accuracy over seeds
-        (``balanced_accuracy_std``), ``num_test``, ``seeds``.
+        (``balanced_accuracy_std``), ``num_test``, ``seeds``; with ``per_patient`` and a test
+        set of at most :data:`PER_PATIENT_MAX` patients, ``per_patient``
+        (:func:`per_patient_scores`).
 
     Raises:
         ValueError: No seed.
     """
     if not seeds:
         raise ValueError("classifier_scores needs at least one seed")
-    runs = []
+    probabilities = []
     for seed in seeds:
         with torch.random.fork_rng(devices=[]):  # train_classifier seeds the global RNG
             model = train_classifier(train.samples, train.labels, num_classes=num_classes,
                                      epochs=epochs, seed=int(seed), device=device)
-        runs.append(evaluate_classifier(model, test.samples, test.labels))
-    return _mean_over_seeds(runs, num_test=len(test))
+        probabilities.append(classifier_probabilities(model, test.samples))
+    return _mean_over_seeds(probabilities, test, per_patient=per_patient)
 
 
 def gbt_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int, seeds: Sequence[int],
-               config: GbtConfig = GbtConfig()) -> dict[str, float]:
+               config: GbtConfig = GbtConfig(), per_patient: bool = False) -> dict[str, Any]:
     """Gradient-boosted trees on z-normalised samples trained on ``train``, tested on ``test``.
 
     The classifier independent of the project's CNN (:mod:`medgan_core.metrics.tstr_gbt`),
@@ -59,16 +69,56 @@ def gbt_scores(train: LabelledSet, test: LabelledSet, *, num_classes: int, seeds
     """
     if not seeds:
         raise ValueError("gbt_scores needs at least one seed")
-    runs = [evaluate_gbt(train_gbt(train.samples, train.labels, seed=int(seed), config=config),
-                         test.samples, test.labels, num_classes=num_classes, config=config) for seed in seeds]
-    return _mean_over_seeds(runs, num_test=len(test))
+    probabilities = [gbt_probabilities(train_gbt(train.samples, train.labels, seed=int(seed), config=config),
+                                       test.samples, num_classes=num_classes, config=config) for seed in seeds]
+    return _mean_over_seeds(probabilities, test, per_patient=per_patient)
 
 
-def _mean_over_seeds(runs: list[ClassifierScores], *, num_test: int) -> dict[str, float]:
+def per_patient_scores(probabilities: Sequence[np.ndarray], test: LabelledSet) -> dict[str, dict[str, Any]]:
+    """Each test patient's scores from one classifier's probabilities per seed, averaged over seeds.
+
+    Args:
+        probabilities: Per seed, (len(test), num_classes) class probabilities on ``test``.
+        test: The test set, with a patient id per record.
+
+    Returns:
+        ``{patient: {"num_per_class": [...], "recall_per_class": [...], "auroc": float}}``:
+        the patient's records of each class, the share of each class predicted as that class
+        at the default threshold (NaN for a class the patient has none of), and AUROC of the
+        last class against the rest (NaN unless the patient has both).
+
+    Raises:
+        ValueError: ``test`` has no patient ids.
+    """
+    if not test.patients:
+        raise ValueError("per_patient_scores needs patient ids on the test set")
+    patients = np.asarray(test.patients)
+    truth = test.labels.numpy()
+    num_classes = probabilities[0].shape[1]
+    result: dict[str, dict[str, Any]] = {}
+    for patient in sorted(set(test.patients)):
+        mine = patients == patient
+        per_seed = [scores_from_probabilities(p[mine], truth[mine]) for p in probabilities]
+        predicted = [p[mine].argmax(1) for p in probabilities]
+        counts = [int((truth[mine] == c).sum()) for c in range(num_classes)]
+        recall = [float(np.mean([(pred[truth[mine] == c] == c).mean() for pred in predicted])) if counts[c] else float("nan")
+                  for c in range(num_classes)]
+        result[patient] = {"num_per_class": counts, "recall_per_class": recall,
+                           AUROC: float(np.mean([s.auroc for s in per_seed]))}
+    return result
+
+
+def _mean_over_seeds(probabilities: list[np.ndarray], test: LabelledSet, *, per_patient: bool) -> dict[str, Any]:
+    truth = test.labels.numpy()
+    runs = [scores_from_probabilities(p, truth) for p in probabilities]
     bacc = np.array([r.balanced_accuracy for r in runs])
-    return {BALANCED_ACCURACY: float(bacc.mean()), AUROC: float(np.mean([r.auroc for r in runs])),
-            MACRO_F1: float(np.mean([r.macro_f1 for r in runs])), SENSITIVITY: float(np.mean([r.sensitivity for r in runs])),
-            BALANCED_ACCURACY_STD: float(bacc.std()), "num_test": num_test, "seeds": len(runs)}
+    scores: dict[str, Any] = {
+        BALANCED_ACCURACY: float(bacc.mean()), AUROC: float(np.mean([r.auroc for r in runs])),
+        MACRO_F1: float(np.mean([r.macro_f1 for r in runs])), SENSITIVITY: float(np.mean([r.sensitivity for r in runs])),
+        BALANCED_ACCURACY_STD: float(bacc.std()), "num_test": len(test), "seeds": len(runs)}
+    if per_patient and test.patients and len(set(test.patients)) <= PER_PATIENT_MAX:
+        scores["per_patient"] = per_patient_scores(probabilities, test)
+    return scores
 
 
 def augmentation_gain(*, site: LabelledSet, synthetic: LabelledSet, test: LabelledSet, num_classes: int,

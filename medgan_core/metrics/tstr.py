@@ -13,8 +13,8 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score, roc_auc_score
 from torch import nn
 
-__all__ = ["ClassifierScores", "SmallClassifier", "evaluate_classifier", "scores_from_probabilities",
-           "train_classifier", "tstr_trtr"]
+__all__ = ["ClassifierScores", "SmallClassifier", "classifier_probabilities", "evaluate_classifier",
+           "scores_from_probabilities", "train_classifier", "tstr_trtr"]
 
 
 class SmallClassifier(nn.Module):
@@ -76,10 +76,14 @@ def evaluate_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> C
     See :func:`scores_from_probabilities` (balanced accuracy, AUROC of the last class vs
     the rest, macro F1, sensitivity). Runs on the model's device.
     """
+    return scores_from_probabilities(classifier_probabilities(model, x), y.numpy())
+
+
+def classifier_probabilities(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Class probabilities (B, num_classes) of ``model`` on records ``x``, on the model's device."""
     device = next(model.parameters(), torch.empty(0)).device  # a parameterless model (a stub) runs on the CPU
     with torch.no_grad():
-        probs = torch.softmax(model(x.to(device)), dim=1).cpu().numpy()
-    return scores_from_probabilities(probs, y.numpy())
+        return torch.softmax(model(x.to(device)), dim=1).cpu().numpy()
 
 
 def scores_from_probabilities(probs: np.ndarray, truth: np.ndarray) -> ClassifierScores:

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from medgan_core.metrics.tstr import ClassifierScores, scores_from_probabilities
 
-__all__ = ["GBT_DESCRIPTION", "GbtConfig", "evaluate_gbt", "gbt_features", "train_gbt"]
+__all__ = ["GBT_DESCRIPTION", "GbtConfig", "evaluate_gbt", "gbt_features", "gbt_probabilities", "train_gbt"]
 
 GBT_DESCRIPTION = "gradient-boosted trees on z-normalised samples, independent of the project's CNN"
 
@@ -80,7 +80,13 @@ def train_gbt(x: torch.Tensor, y: torch.Tensor, *, seed: int = 0,
 
 def evaluate_gbt(model: HistGradientBoostingClassifier, x: torch.Tensor, y: torch.Tensor, *, num_classes: int,
                  config: GbtConfig = GbtConfig()) -> ClassifierScores:
-    """Scores of fitted trees on ``x`` with classes ``y`` (B,): see :func:`scores_from_probabilities`.
+    """Scores of fitted trees on ``x`` with classes ``y`` (B,): see :func:`scores_from_probabilities`."""
+    return scores_from_probabilities(gbt_probabilities(model, x, num_classes=num_classes, config=config), y.numpy())
+
+
+def gbt_probabilities(model: HistGradientBoostingClassifier, x: torch.Tensor, *, num_classes: int,
+                      config: GbtConfig = GbtConfig()) -> np.ndarray:
+    """Class probabilities (B, num_classes) of fitted trees on ``x``.
 
     Classes absent from the training set get probability 0, so the last column is always
     the last class; trees fitted on one class give it probability 1.
@@ -89,7 +95,7 @@ def evaluate_gbt(model: HistGradientBoostingClassifier, x: torch.Tensor, y: torc
     seen = model.classes_.astype(int)
     if len(seen) == 1:  # scikit-learn's predict_proba has no meaningful columns then
         probs[:, seen[0]] = 1.0
-        return scores_from_probabilities(probs, y.numpy())
+        return probs
     with threadpool_limits(limits=1, user_api="openmp"):
         probs[:, seen] = model.predict_proba(gbt_features(x, max_side=config.max_side))
-    return scores_from_probabilities(probs, y.numpy())
+    return probs
