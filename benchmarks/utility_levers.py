@@ -7,8 +7,9 @@ training seeds) it trains the federation in one process
 FedAvg arithmetic), samples ``--per-class`` synthetic records per class and scores them on
 the held-out patients with both classifiers of the report (the project's CNN and the
 independent gradient-boosted trees on z-normalised samples: balanced accuracy, AUROC,
-sensitivity to the rare class) and the rare class's Frechet distance in the report's
-encoder features beside the real training patients' own.
+sensitivity to the rare class; for a hold-out of few patients also patient by patient, in
+``levers.jsonl``) and the rare class's Frechet distance in the report's encoder features
+beside the real training patients' own.
 
     .venv/bin/python benchmarks/utility_levers.py --runs 3 \\
         --lever "baseline=" --lever "nd3=discriminator-steps=3 local-steps=300 model='dcgan1d'" [--out runs/levers]
@@ -90,8 +91,9 @@ def measure(name: str, overrides: dict[str, Any], *, per_class: int, classifier_
     row = {
         "lever": name, "overrides": overrides, "run": run_index, "train_seconds": round(train_seconds, 1),
         "epsilon": epsilon,
-        "cnn": classifier_scores(synthetic, holdout, num_classes=num_classes, epochs=8, seeds=classifier_seeds),
-        "trees": gbt_scores(synthetic, holdout, num_classes=num_classes, seeds=classifier_seeds),
+        "cnn": classifier_scores(synthetic, holdout, num_classes=num_classes, epochs=8, seeds=classifier_seeds,
+                                 per_patient=True),
+        "trees": gbt_scores(synthetic, holdout, num_classes=num_classes, seeds=classifier_seeds, per_patient=True),
         "fd_rare": float(fd), "fd_rare_real_reference": float(fd_ref),
     }
     return row
