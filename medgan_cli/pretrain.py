@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="sample the public data as it is (default: every class resampled to the largest)")
     parser.add_argument("--licence", help="the public data's licence and citation, for data medgan does not know")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing pretraining in --out")
+    parser.add_argument("--redraw", action="store_true",
+                        help="only redraw --out's samples.png from its weights and the public data the --run-config "
+                             "names (the run config it was made with); trains nothing")
     parser.set_defaults(func=pretrain)
 
 
@@ -38,6 +41,8 @@ def pretrain(args: argparse.Namespace) -> int:
     from simulations.federation import resolve_run_config
 
     out = Path(args.out)
+    if args.redraw:
+        return _redraw(out, parse_overrides(args.run_config or []))
     check_writable(out, overwrite=args.overwrite)  # before minutes of training
     config = PretrainingConfig(steps=args.steps, seed=args.seed, balance_classes=not args.no_balance,
                                licence=args.licence)
@@ -50,7 +55,7 @@ def pretrain(args: argparse.Namespace) -> int:
 
     result = run_pretraining(run, config, progress=progress)
     save_pretrained(out, result.gan, result.provenance, overwrite=args.overwrite)
-    figure = _samples_figure(run, result, out)
+    figure = _samples_figure(run, result.gan, result.public, out)
     print(json.dumps({"out": str(out), "samples": result.provenance["samples"],
                       "class-counts": result.provenance["class-counts"], "licence": result.provenance["licence"],
                       "seconds": result.provenance["training"]["seconds"], "figure": str(figure),
@@ -58,7 +63,29 @@ def pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _samples_figure(run, result, out: Path) -> Path:  # noqa: ANN001 - RunConfig, PretrainingResult
+def _redraw(out: Path, overrides: dict) -> int:
+    """samples.png again from a saved pretraining, refused unless the run config names the very
+    public data it was trained on (the provenance's sha256 of the data as read)."""
+    from medgan_core.errors import ConfigError
+    from medgan_core.models import build_gan
+    from medgan_core.models.state import load_gan_state
+    from medgan_core.pretraining import load_pretrained, load_public_data, public_data_digest
+    from simulations.federation import resolve_run_config
+
+    run = resolve_run_config({**overrides, "pretrained": str(out)})
+    weights, provenance = load_pretrained(run)
+    public = load_public_data(run)
+    if public_data_digest(public) != provenance["data-sha256"]:
+        raise ConfigError(f"{out}: public-records={run.public_records!r} reads other data than this pretraining was "
+                          f"trained on ({provenance['public-records']!r} under {provenance['split']['data-root']!r}); "
+                          "pass the --run-config it was made with (its provenance.json)")
+    gan = build_gan(run)
+    load_gan_state(gan, weights)
+    print(json.dumps({"out": str(out), "figure": str(_samples_figure(run, gan, public, out))}, indent=2))
+    return 0
+
+
+def _samples_figure(run, gan, public, out: Path) -> Path:  # noqa: ANN001 - RunConfig, GanPair, SiteData
     import torch
 
     from medgan_core.data.labelled import LabelledSet
@@ -67,8 +94,8 @@ def _samples_figure(run, result, out: Path) -> Path:  # noqa: ANN001 - RunConfig
 
     modality = get_modality(run.modality)
     labels = torch.arange(len(modality.class_names)).repeat_interleave(16)
-    synthetic = sample_with_labels(result.gan, labels, seed=0)
-    real = LabelledSet(result.public.samples, result.public.labels)
+    synthetic = sample_with_labels(gan, labels, seed=0)
+    real = LabelledSet(public.samples, public.labels)
     path = modality.plot_samples(real, synthetic, out, real_title="real (public data)")
     target = out / "samples.png"
     path.replace(target)

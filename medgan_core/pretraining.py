@@ -51,7 +51,8 @@ from medgan_core.pretrained_weights import (
 )
 
 __all__ = ["PROVENANCE_FILE", "PretrainingConfig", "PretrainingResult", "WEIGHTS_FILE", "balanced_indices", "dataset_licence",
-           "check_public_split", "load_pretrained", "pretrain", "public_split", "pretrained_meta", "resolve_pretrained", "save_pretrained"]
+           "check_public_split", "load_pretrained", "load_public_data", "pretrain", "public_data_digest", "public_split",
+           "pretrained_meta", "resolve_pretrained", "save_pretrained"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +146,9 @@ def pretrain(run: RunConfig, config: PretrainingConfig, progress: Any = None) ->
     from medgan_core.training.dp_gan import train_local_gan
     from medgan_core.training.steps import LocalTrainingConfig
 
-    modality = get_modality(run.modality)
-    public = modality.public_data(run)  # an empty or overlapping public-records first: its fix comes first
+    get_modality(run.modality).public_data(run)  # an empty or overlapping public-records first: its fix comes first
     licence = dataset_licence(run, config.licence)  # before minutes of training
-    data = modality.load(public.data_paths, image_size=run.image_size, patient_share=public.patient_share)
+    data = load_public_data(run)
     labels = data.labels.numpy()
     counts = Counter(data.class_names[int(label)] for label in labels)
     if len(data.samples) < run.batch_size:
@@ -164,7 +164,7 @@ def pretrain(run: RunConfig, config: PretrainingConfig, progress: Any = None) ->
     started = time.monotonic()
     result = train_local_gan(gan=gan, beats=data.samples[index], labels=data.labels[index], config=training,
                              dp=None, progress=progress)
-    digest = hashlib.sha256(data.samples.numpy().tobytes() + labels.astype(np.int64).tobytes()).hexdigest()
+    digest = public_data_digest(data)
     provenance = {
         "what": "public pretraining: no site's data; costs the sites no privacy",
         **pretrained_meta(run),
@@ -182,6 +182,25 @@ def pretrain(run: RunConfig, config: PretrainingConfig, progress: Any = None) ->
                      "final-g-loss": result.g_loss},
     }
     return PretrainingResult(gan, provenance, data)
+
+
+def load_public_data(run: RunConfig) -> Any:
+    """``run``'s public data as its modality reads it (a ``SiteData``), kept apart from every
+    site and the hold-out (:meth:`~medgan_core.modalities.base.Modality.public_data`).
+
+    Raises:
+        ConfigError: an empty public split, or one that overlaps a site or the hold-out.
+    """
+    from medgan_core.modalities import get_modality
+
+    modality = get_modality(run.modality)
+    public = modality.public_data(run)
+    return modality.load(public.data_paths, image_size=run.image_size, patient_share=public.patient_share)
+
+
+def public_data_digest(data: Any) -> str:
+    """sha256 of the public samples and labels as read (the provenance's ``data-sha256``)."""
+    return hashlib.sha256(data.samples.numpy().tobytes() + data.labels.numpy().astype(np.int64).tobytes()).hexdigest()
 
 
 def save_pretrained(out: str | Path, gan: GanPair, provenance: dict[str, Any], *, overwrite: bool = False) -> Path:

@@ -184,6 +184,14 @@ def test_pretrain_command_writes_weights_provenance_and_a_figure(tmp_path, capsy
     state, provenance = load_pretrained(RunConfig(pretrained=str(out)))
     load_gan_state(build_gan(RunConfig()), state)  # the saved state is this model's
     assert provenance["training"]["steps"] == 2 and state
+    # --redraw: the figure again from the saved weights, nothing trained or rewritten.
+    weights = (out / WEIGHTS_FILE).read_bytes()
+    (out / "samples.png").unlink()
+    capsys.readouterr()
+    assert main(["pretrain", "--redraw", "--out", str(out), "--run-config", f"public-records='{PUBLIC}' batch-size=16"]) == 0
+    assert (out / "samples.png").stat().st_size > 10_000 and (out / WEIGHTS_FILE).read_bytes() == weights
+    with pytest.raises(SystemExit, match="reads other data than this pretraining was trained on"):
+        main(["pretrain", "--redraw", "--out", str(out), "--run-config", "public-records='cpsc2021/data_8_2'"])
 
 
 
