@@ -66,13 +66,17 @@ def pretrain(args: argparse.Namespace) -> int:
 def _redraw(out: Path, overrides: dict) -> int:
     """samples.png again from a saved pretraining, refused unless the run config names the very
     public data it was trained on (the provenance's sha256 of the data as read)."""
+    from dataclasses import replace
+
     from medgan_core.errors import ConfigError
     from medgan_core.models import build_gan
     from medgan_core.models.state import load_gan_state
     from medgan_core.pretraining import load_pretrained, load_public_data, public_data_digest
     from simulations.federation import resolve_run_config
 
-    run = resolve_run_config({**overrides, "pretrained": str(out)})
+    # Resolved without `pretrained`: with it, resolve_run_config would load the weights a
+    # first time for its split check, which the digest check below makes redundant here.
+    run = replace(resolve_run_config(overrides), pretrained=str(out.resolve()))
     weights, provenance = load_pretrained(run)
     public = load_public_data(run)
     if public_data_digest(public) != provenance["data-sha256"]:

@@ -98,10 +98,11 @@ def per_patient_scores(probabilities: Sequence[np.ndarray], test: LabelledSet) -
     result: dict[str, dict[str, Any]] = {}
     for patient in sorted(set(test.patients)):
         mine = patients == patient
-        per_seed = [scores_from_probabilities(p[mine], truth[mine]) for p in probabilities]
+        their_truth = truth[mine]
+        per_seed = [scores_from_probabilities(p[mine], their_truth) for p in probabilities]
         predicted = [p[mine].argmax(1) for p in probabilities]
-        counts = [int((truth[mine] == c).sum()) for c in range(num_classes)]
-        recall = [float(np.mean([(pred[truth[mine] == c] == c).mean() for pred in predicted])) if counts[c] else float("nan")
+        counts = [int((their_truth == c).sum()) for c in range(num_classes)]
+        recall = [float(np.mean([(pred[their_truth == c] == c).mean() for pred in predicted])) if counts[c] else float("nan")
                   for c in range(num_classes)]
         result[patient] = {"num_per_class": counts, "recall_per_class": recall,
                            AUROC: float(np.mean([s.auroc for s in per_seed]))}
