@@ -11,7 +11,7 @@ from medgan_core.models.xray import Critic2D, XrayGanConfig
 from medgan_core.training import dp_gan
 from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, WassersteinLoss, train_local_gan
 
-VARIANTS = ("dcgan2d", "wgan2d")
+VARIANTS = ("dcgan2d", "dcgan2d_smooth", "wgan2d")
 
 
 def _images(n=96, size=32, seed=0):
@@ -50,9 +50,9 @@ def test_discriminator_is_valid_for_opacus_and_has_no_batchnorm(name):
     assert ModuleValidator.validate(discriminator, strict=False) == []
 
 
-def test_registry_knows_both_variants_and_their_losses():
-    assert {"dcgan2d", "wgan2d"} <= set(available_gans())
-    assert create_gan("dcgan2d").loss == "bce"
+def test_registry_knows_the_variants_and_their_losses():
+    assert {"dcgan2d", "dcgan2d_smooth", "wgan2d"} <= set(available_gans())
+    assert create_gan("dcgan2d").loss == create_gan("dcgan2d_smooth").loss == "bce"
     assert create_gan("wgan2d").loss == "wasserstein"
     with pytest.raises(ValueError, match="wgan2d"):
         create_gan("wgan-2d")
@@ -124,3 +124,32 @@ def test_wasserstein_pair_without_a_lipschitz_constraint_is_refused():
 def test_critic_starts_within_its_clip():
     critic = Critic2D(XrayGanConfig(image_size=32, weight_clip=0.02))
     assert max(p.abs().max().item() for p in critic.parameters()) <= 0.02
+
+
+def _checkerboard_energy(images: torch.Tensor) -> float:
+    """Share of the images' spectral energy at the (pi, pi) corner, where a stride-2 transposed
+    convolution's uneven kernel overlap puts its checkerboard (the image's mean removed)."""
+    spectrum = torch.fft.fft2(images - images.mean(dim=(-2, -1), keepdim=True)).abs().pow(2)  # (B, 1, S, S)
+    side = images.shape[-1]
+    return float(spectrum[..., side // 2, side // 2].sum() / spectrum.sum())
+
+
+def test_smooth_generator_draws_no_checkerboard_and_keeps_the_plain_discriminator():
+    """dcgan2d_smooth: nearest upsampling + 3x3 convolutions. Checked at initialisation, where
+    the transposed convolutions' pattern is already there and nothing trained could remove it:
+    the generator draws at half the side, so the pattern sits at (pi/2, pi/2) of the output
+    and a 2x area-average brings it to the (pi, pi) corner."""
+    plain_energy, smooth_energy = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        plain, smooth = create_gan("dcgan2d", image_size=64), create_gan("dcgan2d_smooth", image_size=64)
+        z, labels = torch.randn(16, plain.latent_dim), torch.arange(2).repeat(8)
+        with torch.no_grad():
+            for gan, energies in ((plain, plain_energy), (smooth, smooth_energy)):
+                half = torch.nn.functional.avg_pool2d(gan.generator(z, labels), 2)  # (16, 1, 32, 32)
+                energies.append(_checkerboard_energy(half))
+    assert max(smooth_energy) < 0.2 * min(plain_energy)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in smooth.generator.modules())
+    assert [k for k in smooth.discriminator.state_dict()] == [k for k in plain.discriminator.state_dict()]
+    with pytest.raises(ValueError, match="generator_upsampling"):
+        XrayGanConfig(generator_upsampling="bilinear")
