@@ -206,11 +206,14 @@ def test_the_shipped_ecg_pretraining_loads_into_the_main_job_and_holds_no_site_r
     assert all(torch.equal(loaded[k], torch.as_tensor(state[k])) for k in state)
 
 
-def test_the_shipped_xray_pretraining_needs_the_split_that_keeps_its_patients_out():
-    xray = {"modality": "xray", "model": "dcgan2d", "data-root": "data/xray/kermany", "image-size": 64,
-            "site-records": "1|1|1", "holdout-records": "1", "pretrained": "pretrained/xray-kermany-public"}
+@pytest.mark.parametrize(("model", "directory"), [("dcgan2d", "xray-kermany-public"),
+                                                 ("dcgan2d_smooth", "xray-kermany-public-smooth")])
+def test_the_shipped_xray_pretrainings_need_the_split_that_keeps_their_patients_out(model, directory):
+    xray = {"modality": "xray", "model": model, "data-root": "data/xray/kermany", "image-size": 64,
+            "site-records": "1|1|1", "holdout-records": "1", "pretrained": f"pretrained/{directory}"}
     run = resolve_run_config({**xray, "public-records": "1"})
     state, provenance = load_pretrained(run)
+    assert provenance["model"] == model and provenance["training"]["dp"] is False
     assert provenance["split"] == {"data-root": "data/xray/kermany", "shares": [1.0] * 5, "seed": 42}
     assert sum(provenance["class-counts"].values()) == provenance["samples"] > 1000
     with pytest.raises(ConfigError, match="would hold patients the pretraining saw"):
