@@ -94,7 +94,7 @@ def test_the_default_grid_is_every_registered_variant_that_fits_the_modality():
 
     assert study_models(StudyConfig(), get_modality("ecg")) == (
         "bilstm_dcgan1d", "dcgan1d", "dcgan1d_smooth", "mlp1d", "vaegan1d", "wgan1d")
-    assert study_models(StudyConfig(), get_modality("xray")) == ("dcgan2d", "dcgan2d_smooth", "mlp2d", "vaegan2d", "wgan2d")
+    assert study_models(StudyConfig(), get_modality("xray")) == ("dcgan2d", "dcgan2d_lowpass", "dcgan2d_smooth", "mlp2d", "vaegan2d", "wgan2d")
     assert study_models(StudyConfig(models=("wgan2d",)), get_modality("xray")) == ("wgan2d",)
 
 
@@ -105,7 +105,7 @@ def test_a_variant_that_does_not_fit_the_modality_is_refused_before_anything_run
     bundled = dict(get_modality("xray").bundled_simulation)
     study = StudyConfig(out_dir=tmp_path / "study", models=("dcgan2d", "dcgan1d"),
                         overrides={**bundled, "modality": "xray"})
-    with pytest.raises(ValueError, match=r"'dcgan1d' does not generate image samples.*dcgan2d, dcgan2d_smooth, mlp2d, vaegan2d"):
+    with pytest.raises(ValueError, match=r"'dcgan1d' does not generate image samples.*dcgan2d, dcgan2d_lowpass, dcgan2d_smooth, mlp2d, vaegan2d"):
         run_study(study)
     with pytest.raises(SystemExit, match=r"medgan study: model 'mlp2d' does not generate signal samples"):
         main(["study", "--models", "mlp2d", "--out", str(tmp_path / "study")])

@@ -7,11 +7,11 @@ from opacus.validators import ModuleValidator
 
 from medgan_core.errors import ConfigError
 from medgan_core.models.registry import GanPair, available_gans, create_gan
-from medgan_core.models.xray import Critic2D, XrayGanConfig
+from medgan_core.models.xray import BinomialLowPass2d, Critic2D, XrayGanConfig
 from medgan_core.training import dp_gan
 from medgan_core.training.dp_gan import DPSettings, LocalTrainingConfig, WassersteinLoss, train_local_gan
 
-VARIANTS = ("dcgan2d", "dcgan2d_smooth", "wgan2d")
+VARIANTS = ("dcgan2d", "dcgan2d_lowpass", "dcgan2d_smooth", "wgan2d")
 
 
 def _images(n=96, size=32, seed=0):
@@ -153,3 +153,26 @@ def test_smooth_generator_draws_no_checkerboard_and_keeps_the_plain_discriminato
     assert [k for k in smooth.discriminator.state_dict()] == [k for k in plain.discriminator.state_dict()]
     with pytest.raises(ValueError, match="generator_upsampling"):
         XrayGanConfig(generator_upsampling="bilinear")
+
+
+def test_binomial_low_pass_keeps_the_mean_and_removes_the_pixel_checkerboard():
+    lowpass = BinomialLowPass2d()
+    assert list(lowpass.parameters()) == [] and "kernel" in lowpass.state_dict()
+    constant = torch.full((2, 1, 16, 16), 0.3)
+    assert torch.allclose(lowpass(constant), constant, atol=1e-6)  # unit DC gain, no edge effect
+    index = torch.arange(16)
+    checkerboard = ((-1.0) ** (index.view(-1, 1) + index)).expand(2, 1, 16, 16)
+    assert lowpass(checkerboard)[..., 1:-1, 1:-1].abs().max() < 1e-6  # zero gain at Nyquist
+    ramp = index.float().expand(1, 1, 16, 16)
+    assert torch.allclose(lowpass(ramp)[..., 1:-1], ramp[..., 1:-1], atol=1e-5)  # smooth content passes
+
+
+def test_low_pass_generator_cannot_draw_texture_at_its_own_pixel_scale():
+    torch.manual_seed(0)
+    gan = create_gan("dcgan2d_lowpass", image_size=64)
+    with torch.no_grad():  # a last layer trained to draw nothing but the checkerboard
+        gan.generator.to_image[0].weight.normal_()
+        half = torch.nn.functional.avg_pool2d(gan.generator(torch.randn(16, gan.latent_dim),
+                                                            torch.arange(2).repeat(8)), 2)
+    assert _checkerboard_energy(half) < 1e-3
+    assert [k for k in gan.discriminator.state_dict()] == [k for k in create_gan("dcgan2d").discriminator.state_dict()]

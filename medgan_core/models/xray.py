@@ -41,11 +41,13 @@ from torch import nn
 from medgan_core.models.registry import GanPair, register_gan
 
 __all__ = [
+    "BinomialLowPass2d",
     "Critic2D",
     "Discriminator2D",
     "Generator2D",
     "XrayGanConfig",
     "build_dcgan2d",
+    "build_dcgan2d_lowpass",
     "build_dcgan2d_smooth",
     "build_wgan2d",
 ]
@@ -67,6 +69,10 @@ class XrayGanConfig:
     # nearest upsampling + 3x3 convolution with replicate padding, which cannot draw the
     # transposed convolutions' checkerboard (Odena, Dumoulin & Olah, Distill 2016).
     generator_upsampling: str = "transpose"
+    # A fixed (untrained) 3x3 binomial low-pass on the generator's half-side image before
+    # the bilinear doubling: zero gain at that side's Nyquist rate, so the pixel-to-pixel
+    # texture a noisy DP critic lets through cannot be drawn (as dcgan1d_smooth's low-pass).
+    generator_lowpass: bool = False
 
     def __post_init__(self) -> None:
         steps = self.image_size // _BASE
@@ -113,6 +119,7 @@ class Generator2D(nn.Module):
         # keeps wide feature maps off the full resolution, where a CPU spends its time.
         self.to_image = nn.Sequential(
             nn.Conv2d(channels, 1, kernel_size=3, padding=1),  # (B, 1, S/2, S/2)
+            BinomialLowPass2d() if config.generator_lowpass else nn.Identity(),
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),  # (B, 1, S, S)
         )
 
@@ -121,6 +128,20 @@ class Generator2D(nn.Module):
         h = self.project(h).view(z.shape[0], -1, _BASE, _BASE)  # (B, 4W, 4, 4)
         h = self.upsample(torch.relu(h))  # (B, C, S/2, S/2)
         return torch.tanh(self.to_image(h))  # (B, 1, S, S)
+
+
+class BinomialLowPass2d(nn.Module):
+    """The fixed 3x3 binomial filter ``[1, 2, 1]^T [1, 2, 1] / 16`` on one channel, with
+    replicate padding: unit gain at DC, zero at the Nyquist rate on both axes. The taps are a
+    buffer, not a parameter: nothing trains them and they travel with the state dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (torch.outer(taps, taps) / 16).view(1, 1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel)
 
 
 class Discriminator2D(nn.Module):
@@ -186,6 +207,15 @@ def build_dcgan2d_smooth(**kwargs: object) -> GanPair:
     return build_dcgan2d(**{"generator_upsampling": "nearest", **kwargs})
 
 
+def build_dcgan2d_lowpass(**kwargs: object) -> GanPair:
+    """:func:`build_dcgan2d_smooth` with a fixed binomial low-pass on the generator's image
+    before its bilinear doubling (:class:`BinomialLowPass2d`): the generator cannot draw
+    texture at the pixel scale of its half-side image. Part of the generator, so it costs
+    no privacy; the discriminator is :class:`Discriminator2D`'s."""
+    return build_dcgan2d(**{"generator_upsampling": "nearest", "generator_lowpass": True, **kwargs})
+
+
 register_gan("dcgan2d", build_dcgan2d, sample_kinds=("image",))
+register_gan("dcgan2d_lowpass", build_dcgan2d_lowpass, sample_kinds=("image",))
 register_gan("dcgan2d_smooth", build_dcgan2d_smooth, sample_kinds=("image",))
 register_gan("wgan2d", build_wgan2d, sample_kinds=("image",))
