@@ -1,8 +1,13 @@
 """Conditional 2-D GANs for square grey chest X-rays (64x64 by default, 128x128 as option).
 
-Two variants share the networks and differ in the loss and the critic's constraint:
+The variants share the discriminator and differ in the loss, the critic's constraint or how
+the generator upsamples:
 
-* ``dcgan2d``: non-saturating BCE loss, as ``dcgan1d`` for ECG.
+* ``dcgan2d``: non-saturating BCE loss, as ``dcgan1d`` for ECG; transposed convolutions.
+* ``dcgan2d_smooth`` (the X-ray job's): ``dcgan2d`` whose generator upsamples by nearest
+  neighbour + 3x3 convolution, so it cannot draw the transposed convolutions' checkerboard.
+* ``dcgan2d_lowpass``: ``dcgan2d_smooth`` with a fixed binomial low-pass on the generator's
+  half-side image.
 * ``wgan2d``: Wasserstein loss with a weight-clipped critic (Arjovsky et al. 2017).
 
 Why weight clipping and not a gradient penalty or spectral normalisation: DP-SGD needs a
@@ -21,7 +26,8 @@ Neither discriminator has BatchNorm (it mixes samples in a batch, which breaks p
 gradients and DP-SGD's sensitivity argument); the generator uses GroupNorm, which
 normalises per sample, so training and sampling behave alike and there are no batch
 statistics to average across sites. Both networks are small (at 64x64, 305,697 generator
-and 110,001 discriminator parameters).
+parameters with transposed convolutions, 230,433 with nearest upsampling, and 110,001
+discriminator parameters).
 
 Why the discriminator has width 16: DP-SGD's noise norm grows with the square root of the
 number of discriminator parameters, which argues for a tiny network. Under DP at epsilon 10
