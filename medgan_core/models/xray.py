@@ -218,7 +218,7 @@ def build_dcgan2d_lowpass(**kwargs: object) -> GanPair:
     before its bilinear doubling (:class:`BinomialLowPass2d`): the generator cannot draw
     texture at the pixel scale of its half-side image. Part of the generator, so it costs
     no privacy; the discriminator is :class:`Discriminator2D`'s."""
-    return build_dcgan2d(**{"generator_upsampling": "nearest", "generator_lowpass": True, **kwargs})
+    return build_dcgan2d_smooth(**{"generator_lowpass": True, **kwargs})
 
 
 register_gan("dcgan2d", build_dcgan2d, sample_kinds=("image",))
