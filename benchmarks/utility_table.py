@@ -38,7 +38,8 @@ METRICS = ("balanced_accuracy", "auroc", "sensitivity")
 def run_one(epsilon: float, run_dir: Path, extra: list[str]) -> dict:
     config = "dp-enabled=false" if math.isinf(epsilon) else f"target-epsilon={epsilon:g}"
     command = [str(ROOT / ".venv/bin/medgan"), "simulate", "--overwrite", "--run-dir", str(run_dir),
-               "--run-config", config, *[a for c in extra for a in ("--run-config", c)]]
+               # the epsilon last, so that it wins over a run-config file's
+               *[a for c in extra for a in ("--run-config", c)], "--run-config", config]
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # X-ray utility per epsilon with the X-ray job's settings (scripts/run_xray_federation.sh:
-# the five-share split, round 1 from pretrained/xray-kermany-public-smooth), three runs each.
+# scripts/xray_job.toml, the file the job reads: the five-share split, round 1 from
+# pretrained/xray-kermany-public-smooth), three runs each.
 #   bash benchmarks/xray_utility_table.sh --epsilons 1,3,10,inf
 # Extra arguments go to benchmarks/utility_table.py and win: --out DIR, --reuse, or a further
 # --run-config "local-steps=50" (a shorter DP fine-tuning still). The table before the smooth
@@ -8,7 +9,4 @@
 # pretrained='pretrained/xray-kermany-public' local-steps=300".
 cd "$(dirname "$0")/.."
 exec .venv/bin/python benchmarks/utility_table.py --runs 3 --out runs/utility-xray-smooth \
-  --run-config "modality='xray' model='dcgan2d_smooth' data-root='data/xray/kermany' image-size=64" \
-  --run-config "site-records='1|1|1' holdout-records='1' public-records='1' pretrained='pretrained/xray-kermany-public-smooth'" \
-  --run-config "num-server-rounds=3 local-steps=100 discriminator-steps=3 batch-size=64 learning-rate-d=0.003 learning-rate-g=0.0002 generator-ema=0.99" \
-  "$@"
+  --run-config scripts/xray_job.toml "$@"

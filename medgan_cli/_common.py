@@ -37,17 +37,30 @@ def setup_logging(verbose: bool) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``--run-config "a=1 b='x y'"``, parsed by Flower's own parser, as ``flwr run`` does."""
+    """``--run-config`` values, each parsed by Flower's own parser as ``flwr run`` does, later ones winning.
+
+    Each value is either ``"a=1 b='x y'"`` or the path of a TOML file of such keys (e.g.
+    ``scripts/xray_job.toml``). Unlike ``flwr run``, a file may be followed by key=value
+    overrides, so a job's settings live in one file that the job's script and its
+    benchmarks both read, and a user still overrides any of them on the command line.
+    """
     import click
     from flwr.common.config import parse_config_args
 
     from medgan_core.errors import ConfigError
 
-    try:
-        return parse_config_args(items)
-    except (click.ClickException, ValueError) as error:
-        message = error.message if isinstance(error, click.ClickException) else str(error)
-        raise ConfigError(f"--run-config: {message}") from error
+    merged: dict[str, Any] = {}
+    for item in items:
+        if item.endswith(".toml") and not Path(item).expanduser().is_file():
+            raise ConfigError(f"--run-config {item}: no such TOML file; pass an existing file of key = value "
+                              "lines or overrides such as \"num-server-rounds=2\"")
+        try:
+            merged.update(parse_config_args([item]))
+        except (click.ClickException, ValueError) as error:
+            message = error.message if isinstance(error, click.ClickException) else str(error)
+            where = f"--run-config {item}" if item.endswith(".toml") else "--run-config"
+            raise ConfigError(f"{where}: {message}") from error
+    return merged
 
 
 def load_run(run_dir: str | Path, *, checkpoint: bool) -> RunConfig:

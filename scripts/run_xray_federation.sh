@@ -9,7 +9,8 @@
 # the discriminator, patient-level by default: privacy-unit=auto means one patient for
 # X-rays; add --run-config "privacy-unit='record'" for per image), the report
 # (runs/xray/report.md) and the synthetic DICOM export (runs/xray/synthetic_dicom/{NORMAL,PNEUMONIA}/).
-# Extra arguments go to `medgan simulate` and override these, e.g. --run-config
+# The settings are in scripts/xray_job.toml, which benchmarks/xray_utility_table.sh reads too.
+# Extra arguments go to `medgan simulate` and override them, e.g. --run-config
 # "num-server-rounds=2" --run-dir runs/xray-try; --run-config "pretrained=''" starts from
 # random weights.
 # Why the discriminator's learning rate is 15x the generator's: under DP-SGD, Adam divides
@@ -27,8 +28,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/medgan simulate --overwrite --run-dir runs/xray \
-  --run-config "modality='xray' model='dcgan2d_smooth' data-root='data/xray/kermany' image-size=64" \
-  --run-config "site-records='1|1|1' holdout-records='1' public-records='1' pretrained='pretrained/xray-kermany-public-smooth'" \
-  --run-config "num-server-rounds=3 local-steps=100 discriminator-steps=3 batch-size=64 learning-rate-d=0.003 learning-rate-g=0.0002 generator-ema=0.99" \
-  "$@"
+exec .venv/bin/medgan simulate --overwrite --run-dir runs/xray --run-config scripts/xray_job.toml "$@"

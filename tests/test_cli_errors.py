@@ -274,3 +274,44 @@ def test_a_second_simulate_on_the_same_run_dir_is_refused_while_the_first_runs(t
         with pytest.raises(SystemExit, match="another medgan simulate is running in it"):
             main(["simulate", "--run-dir", str(run_dir), "--run-config", "num-server-rounds=1"])
     assert not run_dir.exists()
+
+
+def test_run_config_file_then_overrides_later_ones_win(tmp_path):
+    # A job's settings live in one TOML file (scripts/xray_job.toml); a later key=value wins.
+    from medgan_cli._common import parse_overrides
+
+    job = tmp_path / "job.toml"
+    job.write_text('model = "dcgan2d_smooth"\nlocal-steps = 100\nsite-records = "1|1|1"\n')
+
+    overrides = parse_overrides([str(job), "local-steps=50"])
+
+    assert overrides == {"model": "dcgan2d_smooth", "local-steps": 50, "site-records": "1|1|1"}
+    assert parse_overrides(["local-steps=50", str(job)])["local-steps"] == 100
+
+
+def test_missing_or_malformed_run_config_file_is_one_line_naming_it(tmp_path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(SystemExit, match=rf"medgan simulate: --run-config {missing}: no such TOML file"):
+        main(["simulate", "--run-dir", str(tmp_path / "run"), "--run-config", str(missing)])
+    broken = tmp_path / "broken.toml"
+    broken.write_text("local-steps = = 3\n")
+    with pytest.raises(SystemExit, match=rf"medgan simulate: --run-config {broken}: "):
+        main(["simulate", "--run-dir", str(tmp_path / "run"), "--run-config", str(broken)])
+    assert not (tmp_path / "run").exists()
+
+
+def test_xray_job_file_is_a_valid_run_config_for_the_job_and_its_table():
+    # scripts/run_xray_federation.sh and benchmarks/xray_utility_table.sh both read it.
+    from pathlib import Path
+
+    from medgan_cli._common import parse_overrides
+    from simulations.federation import resolve_run_config
+
+    root = Path(__file__).resolve().parents[1]
+    job = root / "scripts" / "xray_job.toml"
+    run = resolve_run_config({**parse_overrides([str(job)]), "run-dir": "runs/x"})
+
+    assert (run.modality, run.model, run.local_steps, run.pretrained.endswith("xray-kermany-public-smooth")) == (
+        "xray", "dcgan2d_smooth", 100, True)
+    for script in ("scripts/run_xray_federation.sh", "benchmarks/xray_utility_table.sh"):
+        assert "--run-config scripts/xray_job.toml" in (root / script).read_text()
