@@ -38,6 +38,7 @@ from medgan_core.evaluation import (
     gbt_scores,
 )
 from medgan_core.device import resolve_device
+from medgan_core.errors import ConfigError
 from medgan_core.generate import load_run_config, load_run_gan
 from medgan_core.io_utils import atomic_write_text
 from medgan_core.metrics.encoder import load_or_train_encoder
@@ -47,6 +48,7 @@ from medgan_core.metrics.tstr_gbt import GBT_DESCRIPTION, GbtConfig
 from medgan_core.modalities import Modality, get_modality
 from medgan_core.models.state import load_gan_state
 from medgan_core.plots import plot_curves
+from medgan_core.pretraining import load_public_data
 from medgan_core.progress import track
 from medgan_core.run_dir import RunDirectory, simulated_sites_root
 from medgan_core.run_history import refusal_summary
@@ -183,6 +185,9 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
     tstr_exported = {**classifier_scores(exported, holdout, **classify, per_patient=True), "num_samples": len(exported)}
     utility_gbt = _independent_utility(synthetic=synthetic, exported=exported, train=train, holdout=holdout,
                                        num_classes=num_classes, seeds=settings.classifier_seeds)
+    public_only = _public_data_utility(directory, run, holdout=holdout, classify=classify)
+    if public_only is not None and "trees" in public_only:
+        utility_gbt["public"] = public_only.pop("trees")
     report = {
         "run_dir": str(directory.root.resolve()),
         "modality": modality.name,
@@ -194,7 +199,8 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
         "holdout_patients": sorted(set(holdout.patients)),
         "holdout_class_counts": holdout.class_counts(modality.class_names),
         "train_class_counts": train.class_counts(modality.class_names),
-        "utility": {"tstr": final["tstr"], "tstr_exported": tstr_exported, "trtr": trtr},
+        "utility": {"tstr": final["tstr"], "tstr_exported": tstr_exported, "trtr": trtr,
+                    **({"public": public_only} if public_only is not None else {})},
         "utility_gbt": utility_gbt,
         "final_metrics": final["per_class"],
         "reference_metrics": final["reference"],
@@ -227,6 +233,43 @@ def _independent_utility(*, synthetic: LabelledSet, exported: LabelledSet, train
             "tstr": gbt_scores(synthetic, holdout, **classify),
             "tstr_exported": {**gbt_scores(exported, holdout, **classify), "num_samples": len(exported)},
             "trtr": gbt_scores(train, holdout, **classify)}
+
+
+def _public_data_utility(directory: RunDirectory, run: RunConfig, *, holdout: LabelledSet,
+                          classify: dict[str, Any]) -> dict[str, Any] | None:
+    """Both classifiers trained on the public pretraining's own real records, no site's:
+    the baseline the synthetic data must beat to be worth the sites' privacy.
+
+    A generator fine-tuned from a public pretraining could score well only because the
+    public data is good (Tramer, Kamath & Carlini, "Considerations for differentially private
+    learning with large-scale public pretraining", 2022); a classifier trained on that public
+    data directly says how much the sites' DP fine-tuning adds. ``None`` for a run from
+    random weights; ``{"unavailable": why}`` where the public data cannot be read here.
+
+    Returns:
+        The CNN's scores (:func:`classifier_scores`) with ``num_samples``,
+        ``class_counts`` and ``trees`` (:func:`gbt_scores`).
+    """
+    recorded = _public_pretraining(directory)
+    if recorded is None or not recorded.get("public-records"):
+        return None
+    modality = get_modality(run.modality)
+    try:
+        public = load_public_data(replace(run, public_records=recorded["public-records"]))
+    except (ConfigError, OSError) as error:
+        logger.warning("report: the public pretraining's records are not readable here (%s); no public-data row",
+                       error)
+        return {"unavailable": str(error)}
+    data = LabelledSet(public.samples.float(), public.labels.long(), tuple(public.patient_ids))
+    counts = data.class_counts(modality.class_names)
+    if min(counts.values()) == 0:
+        return {"unavailable": f"the public records hold no {[c for c, n in counts.items() if n == 0]} record"}
+    logger.info("report: both classifiers on the public pretraining's %d real %ss alone", len(data),
+                modality.record_word)
+    return {**classifier_scores(data, holdout, **classify, per_patient=True), "num_samples": len(data),
+            "class_counts": counts,
+            "trees": gbt_scores(data, holdout, num_classes=classify["num_classes"], seeds=classify["seeds"],
+                                config=GbtConfig(), per_patient=True)}
 
 
 def _settings_record(settings: EvaluationSettings, *, seed: int, round_samples: int) -> dict:

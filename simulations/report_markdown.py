@@ -155,6 +155,7 @@ def _utility_md(report: dict, modality: Modality) -> list[str]:
     lines.append(_scores_row(f"exported {report['export']['format'].split(' ')[0]} read back "
                              f"({exported['num_samples']} {word}s)", exported))
     lines.append(_scores_row("real site data (TRTR)", report["utility"]["trtr"]))
+    lines += _public_row(report["utility"].get("public"), word)
     lines += _per_patient_md(report["utility"]["tstr"], report["utility"]["trtr"], modality, explain=True)
     lines += _independent_utility_md(report, modality, head)
     lines += ["", f"## Augmentation gain at the smallest site ({gain['site']}: {_patients(gain['site_patients'])}, "
@@ -188,7 +189,28 @@ def _independent_utility_md(report: dict, modality: Modality, head: list[str]) -
     lines.append(_scores_row(f"exported {report['export']['format'].split(' ')[0]} read back "
                              f"({exported['num_samples']} {word}s)", exported))
     lines.append(_scores_row("real site data (TRTR)", gbt["trtr"]))
+    public = report["utility"].get("public")
+    if public is not None and "public" in gbt:
+        lines += _public_row({**gbt["public"], "num_samples": public["num_samples"],
+                              "class_counts": public["class_counts"]}, word, explain=False)
     lines += _per_patient_md(gbt["tstr"], gbt["trtr"], modality, explain=False)
+    return lines
+
+
+def _public_row(public: dict | None, word: str, *, explain: bool = True) -> list[str]:
+    """The row of a classifier trained on the public pretraining's real records alone: the
+    baseline the synthetic data has to beat to be worth the sites' privacy."""
+    if public is None:
+        return []
+    if "unavailable" in public:
+        return ["", f"Public data alone: not scored ({public['unavailable']})."] if explain else []
+    lines = [_scores_row(f"public data alone ({public['num_samples']} real {word}s of the pretraining, "
+                         f"{public['class_counts']}; no site's)", public)]
+    if explain:
+        lines += ["", "Public data alone is the baseline: the synthetic data is worth the sites' privacy where "
+                  "TSTR beats it. The public pretraining is where the generator started, so a TSTR at or below "
+                  "this row says the sites' DP fine-tuning added nothing a classifier could not get from the "
+                  "public records directly."]
     return lines
 
 

@@ -123,3 +123,36 @@ def test_report_contents(saved_run):
     assert "| DTW synthetic -> nearest real (mV) |" in markdown and "| RMSE to nearest real (mV) |" in markdown
     assert "| 2 | 1 | 1 | medgan:budget-exhausted |" in markdown
     assert "Epsilon is per beat (one record), not per patient" in markdown
+
+
+@pytest.mark.parametrize("public_records, expected", [
+    ("cpsc2021/data_84_3 cpsc2021/data_8_2", {"N": 461, "V": 6}),  # 6 of CPSC 2021's 13 PVCs
+    ("cpsc2021/data_101_6", None),  # no PVC: no classifier can be trained on it
+])
+def test_a_pretrained_run_is_scored_against_its_public_data_alone(saved_run, tmp_path, public_records, expected):
+    # The baseline a synthetic set must beat to be worth the sites' privacy: both classifiers
+    # trained on the public pretraining's own real records, tested on the same held-out patients.
+    import shutil
+
+    from medgan_core.run_dir import RunDirectory
+    from simulations.report import write_report
+
+    root = tmp_path / "run"
+    shutil.copytree(saved_run, root)
+    RunDirectory(root).write_json("public_pretraining.json", {  # as the ServerApp records it
+        "pretrained": "pretrained/x", "public-records": public_records, "class-counts": {"N": 1, "V": 1},
+        "licence": "CC BY 4.0", "data-sha256": "0" * 64, "training": {"steps": 1}})
+
+    report = write_report(root, **REPORT_ARGS)
+
+    public, markdown = report["utility"]["public"], (root / "report.md").read_text()
+    if expected is None:
+        assert "'V'" in public["unavailable"] and "public" not in report["utility_gbt"]
+        assert "Public data alone: not scored (the public records hold no ['V'] record)." in markdown
+        return
+    assert public["class_counts"] == expected and public["num_samples"] == sum(expected.values())
+    for scores in (public, report["utility_gbt"]["public"]):
+        assert scores["num_test"] == report["utility"]["tstr"]["num_test"]
+        assert 0.0 <= scores["balanced_accuracy"] <= 1.0 and 0.0 <= scores["auroc"] <= 1.0
+    row = f"| public data alone (467 real beats of the pretraining, {expected}; no site's) |"
+    assert markdown.count(row) == 2  # the CNN's table and the trees'
