@@ -49,23 +49,24 @@ from simulations.inprocess import initial_weights  # noqa: E402
 MIXTURES = ("last", "rounds", "public+rounds")
 
 
-def generators(run_dir: Path, mixture: str) -> list[GanPair]:
+def mixtures(run_dir: Path) -> dict[str, list[GanPair]]:
+    """Each of :data:`MIXTURES` as its generators, built once per run from its checkpoints
+    (``public+rounds`` only for a run with a public pretraining)."""
     run = load_run_config(run_dir)
     rounds = sorted((run_dir / "checkpoints").glob("round-*.pt"))
     if not rounds:
         raise SystemExit(f"round_mixture: {run_dir}/checkpoints has no round-NNN.pt; pass a finished run")
-    states = [torch.load(path, map_location="cpu", weights_only=False)["state"] for path in rounds]
-    chosen = states[-1:] if mixture == "last" else states
-    if mixture == "public+rounds":
-        if not run.pretrained:
-            return []
-        chosen = [initial_weights(run), *states]
     gans = []
-    for state in chosen:
+    for state in [torch.load(path, map_location="cpu", weights_only=False)["state"] for path in rounds]:
         gan = build_gan(run)
         load_gan_state(gan, state)
         gans.append(gan)
-    return gans
+    built = {"last": gans[-1:], "rounds": gans}
+    if run.pretrained:
+        public = build_gan(run)
+        load_gan_state(public, initial_weights(run))
+        built["public+rounds"] = [public, *gans]
+    return built
 
 
 def sample_mixture(gans: list[GanPair], num_classes: int, per_class: int, seed: int) -> LabelledSet:
@@ -102,12 +103,10 @@ def main() -> None:
         if key not in holdout_of:
             holdout_of[key] = modality.evaluation_data(run)[1]
         holdout = holdout_of[key]
+        built = mixtures(run_dir)
         for sample_seed in (int(s) for s in args.sample_seeds.split(",")):
-            for mixture in MIXTURES:
+            for mixture, gans in built.items():
                 if (run_dir.name, sample_seed, mixture) in done:
-                    continue
-                gans = generators(run_dir, mixture)
-                if not gans:
                     continue
                 synthetic = sample_mixture(gans, num_classes, args.per_class, sample_seed)
                 row: dict[str, Any] = {"run": run_dir.name, "epsilon": run_dir.name.split("-run")[0].removeprefix("eps-"),

@@ -185,7 +185,8 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
     tstr_exported = {**classifier_scores(exported, holdout, **classify, per_patient=True), "num_samples": len(exported)}
     utility_gbt = _independent_utility(synthetic=synthetic, exported=exported, train=train, holdout=holdout,
                                        num_classes=num_classes, seeds=settings.classifier_seeds)
-    public_only = _public_data_utility(directory, run, holdout=holdout, classify=classify)
+    public_pretraining = _public_pretraining(directory)
+    public_only = _public_data_utility(public_pretraining, run, holdout=holdout, classify=classify)
     if public_only is not None and "trees" in public_only:
         utility_gbt["public"] = public_only.pop("trees")
     report = {
@@ -193,7 +194,7 @@ def _write_report(run_dir: Path, *, n_per_class: int | None, dtw_samples: int, s
         "modality": modality.name,
         "dp_enabled": run.dp_enabled,
         "rounds": len(history),
-        "public_pretraining": _public_pretraining(directory),
+        "public_pretraining": public_pretraining,
         "privacy": privacy,
         "refusals": refusal_summary(history),
         "holdout_patients": sorted(set(holdout.patients)),
@@ -235,7 +236,7 @@ def _independent_utility(*, synthetic: LabelledSet, exported: LabelledSet, train
             "trtr": gbt_scores(train, holdout, **classify)}
 
 
-def _public_data_utility(directory: RunDirectory, run: RunConfig, *, holdout: LabelledSet,
+def _public_data_utility(recorded: dict[str, Any] | None, run: RunConfig, *, holdout: LabelledSet,
                           classify: dict[str, Any]) -> dict[str, Any] | None:
     """Both classifiers trained on the public pretraining's own real records, no site's:
     the baseline the synthetic data must beat to be worth the sites' privacy.
@@ -243,14 +244,14 @@ def _public_data_utility(directory: RunDirectory, run: RunConfig, *, holdout: La
     A generator fine-tuned from a public pretraining could score well only because the
     public data is good (Tramer, Kamath & Carlini, "Considerations for differentially private
     learning with large-scale public pretraining", 2022); a classifier trained on that public
-    data directly says how much the sites' DP fine-tuning adds. ``None`` for a run from
-    random weights; ``{"unavailable": why}`` where the public data cannot be read here.
+    data directly says how much the sites' DP fine-tuning adds. ``recorded`` is the run's
+    public pretraining (:func:`_public_pretraining`): ``None`` for a run from random weights,
+    which gets ``None``; ``{"unavailable": why}`` where the public data cannot be read here.
 
     Returns:
-        The CNN's scores (:func:`classifier_scores`) with ``num_samples``,
-        ``class_counts`` and ``trees`` (:func:`gbt_scores`).
+        The CNN's scores (:func:`classifier_scores`) and ``trees`` (:func:`gbt_scores`),
+        each with ``num_samples`` and ``class_counts``.
     """
-    recorded = _public_pretraining(directory)
     if recorded is None or not recorded.get("public-records"):
         return None
     modality = get_modality(run.modality)
@@ -266,10 +267,10 @@ def _public_data_utility(directory: RunDirectory, run: RunConfig, *, holdout: La
         return {"unavailable": f"the public records hold no {[c for c, n in counts.items() if n == 0]} record"}
     logger.info("report: both classifiers on the public pretraining's %d real %ss alone", len(data),
                 modality.record_word)
-    return {**classifier_scores(data, holdout, **classify, per_patient=True), "num_samples": len(data),
-            "class_counts": counts,
-            "trees": gbt_scores(data, holdout, num_classes=classify["num_classes"], seeds=classify["seeds"],
-                                config=GbtConfig(), per_patient=True)}
+    size = {"num_samples": len(data), "class_counts": counts}
+    trees = gbt_scores(data, holdout, num_classes=classify["num_classes"], seeds=classify["seeds"],
+                       config=GbtConfig(), per_patient=True)
+    return {**classifier_scores(data, holdout, **classify, per_patient=True), **size, "trees": {**trees, **size}}
 
 
 def _settings_record(settings: EvaluationSettings, *, seed: int, round_samples: int) -> dict:

@@ -189,10 +189,7 @@ def _independent_utility_md(report: dict, modality: Modality, head: list[str]) -
     lines.append(_scores_row(f"exported {report['export']['format'].split(' ')[0]} read back "
                              f"({exported['num_samples']} {word}s)", exported))
     lines.append(_scores_row("real site data (TRTR)", gbt["trtr"]))
-    public = report["utility"].get("public")
-    if public is not None and "public" in gbt:
-        lines += _public_row({**gbt["public"], "num_samples": public["num_samples"],
-                              "class_counts": public["class_counts"]}, word, explain=False)
+    lines += _public_row(gbt.get("public"), word, explain=False)
     lines += _per_patient_md(gbt["tstr"], gbt["trtr"], modality, explain=False)
     return lines
 
